@@ -1,0 +1,71 @@
+"""`surge` command line: one module per subcommand, each exposing ``add_parser`` and ``run``.
+
+A subcommand's ``run(args) -> int`` returns the exit code. Expected failures raise
+:class:`surge.errors.SurgeError`; they are printed as one line, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Subcommand name -> module under surge.cli. Imported lazily so `surge --help` stays fast
+# and a missing optional dependency of one command cannot break the others.
+SUBCOMMANDS = {
+    "upscale": "Upscale images x4 with a model.",
+    "info": "Describe a model: architecture, scale, parameters, FLOPs, precisions, provenance.",
+    "models": "List the built-in and bundled models.",
+    "eval": "Evaluate a model on benchmark sets (PSNR-Y/SSIM-Y, MATLAB protocol).",
+    "compare": "Write a markdown table and zoomed-crop figure comparing models.",
+    "train": "Train a model from an experiment config.",
+    "export": "Export a model to ONNX.",
+}
+
+
+def _module(name: str):
+    return importlib.import_module(f"surge.cli.{name}_cmd")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from surge import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="surge",
+        description="SuRGe 4x image super-resolution (arXiv 2404.06294).",
+    )
+    parser.add_argument("--version", action="version", version=f"surge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in SUBCOMMANDS.items():
+        try:
+            module = _module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("surge.cli."):
+                continue  # subcommand not built yet
+            raise
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_parser(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from surge.errors import SurgeError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args._run(args) or 0)
+    except SurgeError as exc:
+        print(f"surge: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("surge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""Architectures (pure ``nn.Module``s), their configs, model files and the model registry."""
+
+from surge.models.config import GENERATOR_PRESETS, CriticConfig, GeneratorConfig
+from surge.models.critic import Critic
+from surge.models.generator import SuRGeGenerator
+
+__all__ = ["GENERATOR_PRESETS", "Critic", "CriticConfig", "GeneratorConfig", "SuRGeGenerator"]

@@ -1,0 +1,147 @@
+"""Typed architecture configurations and named presets.
+
+A config fully determines the module's parameters, so it travels inside every weights file
+(see :mod:`surge.models.files`) and a file can be loaded without any other information.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+from surge.errors import ConfigError
+
+Norm = Literal["batch", "none"]
+Mixing = Literal["convex", "sum"]
+OutputActivation = Literal["tanh", "none"]
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """SuRGe generator. Defaults are the paper configuration (~4.04M parameters).
+
+    ``norm``: "batch" as in the paper, or "none" (convs then get biases).
+    ``mixing``: "convex" = softmax-of-logits weights (F0, F1), "sum" = plain addition
+    of the skips (ablation).
+    ``output_activation``: "tanh" (paper: output in [-1, 1], mapped to [0, 1]) or "none".
+    ``global_residual``: add a bicubic x4 upsampling of the input to the output, so the
+    network learns only the missing detail (not in the paper; trains much faster).
+    """
+
+    in_channels: int = 3
+    out_channels: int = 3
+    width0: int = 64  # C0, R0, I0, U0
+    width1: int = 128  # C1, R1, I1, U1
+    blocks0: int = 8
+    blocks1: int = 8
+    head_kernel: int = 9  # C0, C1 and output conv
+    body_kernel: int = 3  # residual blocks, I0, I1, U0, U1
+    norm: Norm = "batch"
+    mixing: Mixing = "convex"
+    output_activation: OutputActivation = "tanh"
+    global_residual: bool = False
+    mix0_init: tuple[float, float] = (0.5, 0.5)  # (mu, nu) for (I0, C0)
+    mix1_init: tuple[float, float, float] = (0.33, 0.33, 0.34)  # (alpha, beta, gamma) for (I1, X, S)
+
+    def __post_init__(self) -> None:
+        for name in ("in_channels", "out_channels", "width0", "width1", "head_kernel", "body_kernel"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"generator.{name} must be a positive integer, got {value!r}")
+        for name in ("head_kernel", "body_kernel"):
+            if getattr(self, name) % 2 == 0:
+                raise ConfigError(f"generator.{name} must be odd (same padding), got {getattr(self, name)}")
+        for name in ("blocks0", "blocks1"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ConfigError(f"generator.{name} must be a non-negative integer")
+        if self.norm not in ("batch", "none"):
+            raise ConfigError(f"generator.norm must be 'batch' or 'none', got {self.norm!r}")
+        if self.mixing not in ("convex", "sum"):
+            raise ConfigError(f"generator.mixing must be 'convex' or 'sum', got {self.mixing!r}")
+        if self.output_activation not in ("tanh", "none"):
+            raise ConfigError(f"generator.output_activation must be 'tanh' or 'none', got {self.output_activation!r}")
+        if self.output_activation == "tanh" and self.global_residual:
+            raise ConfigError("generator: tanh output and global_residual exclude each other")
+        _check_simplex("mix0_init", self.mix0_init, 2)
+        _check_simplex("mix1_init", self.mix1_init, 3)
+
+    @property
+    def scale(self) -> int:
+        return 4
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "GeneratorConfig":
+        return _from_dict(cls, data, "generator")
+
+
+@dataclass(frozen=True)
+class CriticConfig:
+    """WGAN-GP critic: residual blocks with PixelNorm, no BatchNorm, no sigmoid.
+
+    Each stage is a residual block followed by a stride-2 conv that doubles the width
+    (capped at ``max_width``); the head is adaptive average pooling to ``pool_size`` and
+    three dense layers, so any input size works.
+    """
+
+    in_channels: int = 3
+    width: int = 64
+    max_width: int = 256
+    stages: int = 4
+    pool_size: int = 4
+    hidden: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("in_channels", "width", "max_width", "pool_size", "hidden"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"critic.{name} must be a positive integer")
+        if not isinstance(self.stages, int) or self.stages < 0:
+            raise ConfigError("critic.stages must be a non-negative integer")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CriticConfig":
+        return _from_dict(cls, data, "critic")
+
+
+def _check_simplex(name: str, values, n: int) -> None:
+    if len(values) != n or any(v <= 0 for v in values) or abs(sum(values) - 1) > 1e-6:
+        raise ConfigError(f"generator.{name} must be {n} positive weights summing to 1, got {values!r}")
+
+
+def _from_dict(cls, data: dict, what: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} config must be a mapping, got {type(data).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown {what} config key(s): {', '.join(unknown)}")
+    values = {}
+    for key, value in data.items():
+        if isinstance(value, list):
+            value = tuple(value)
+        values[key] = value
+    return cls(**values)
+
+
+# Named architecture presets, usable before any weights exist (`surge info surge`).
+GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
+    # The paper's generator, exactly: BatchNorm, tanh output, no global residual.
+    "surge": GeneratorConfig(),
+    # Same size, no BatchNorm, bicubic global residual: trains far faster (training-notes.md).
+    "surge-residual": GeneratorConfig(norm="none", output_activation="none", global_residual=True),
+    # Small variants for CPU training budgets.
+    "surge-small": GeneratorConfig(
+        width0=48, width1=64, blocks0=6, blocks1=6, head_kernel=5,
+        norm="none", output_activation="none", global_residual=True,
+    ),
+    "surge-tiny": GeneratorConfig(
+        width0=8, width1=8, blocks0=1, blocks1=1, head_kernel=3,
+        norm="none", output_activation="none", global_residual=True,
+    ),
+}

@@ -1,0 +1,146 @@
+"""Self-describing model files: safetensors weights + architecture config + provenance.
+
+The safetensors header metadata (string -> string) holds:
+
+* ``surge.format``      -- file format version ("1");
+* ``surge.arch``        -- architecture name ("surge-generator", "surge-critic");
+* ``surge.config``      -- JSON of the architecture config dataclass;
+* ``surge.provenance``  -- JSON: training data, steps, wall time, scores, notes...
+
+Every failure to load is a :class:`ModelFileError` with one line naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from surge.errors import ModelFileError
+from surge.models.config import CriticConfig, GeneratorConfig
+from surge.models.critic import Critic
+from surge.models.generator import SuRGeGenerator
+
+FORMAT_VERSION = "1"
+ARCHITECTURES = {
+    "surge-generator": (GeneratorConfig, SuRGeGenerator),
+    "surge-critic": (CriticConfig, Critic),
+}
+
+
+def arch_name(module: torch.nn.Module) -> str:
+    for name, (_, cls) in ARCHITECTURES.items():
+        if isinstance(module, cls):
+            return name
+    raise TypeError(f"cannot save a {type(module).__name__}: not a surge architecture")
+
+
+def save_model(
+    module: torch.nn.Module,
+    path: str | os.PathLike,
+    provenance: dict | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """Write ``module``'s weights, config and provenance atomically (temp file + rename).
+
+    ``dtype=torch.float16`` halves the file; floating tensors are cast back on load.
+    """
+    path = Path(path)
+    state = {}
+    for key, tensor in module.state_dict().items():
+        tensor = tensor.detach().cpu()
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        state[key] = tensor.contiguous()
+    metadata = {
+        "surge.format": FORMAT_VERSION,
+        "surge.arch": arch_name(module),
+        "surge.config": json.dumps(module.config.to_dict()),
+        "surge.provenance": json.dumps(provenance or {}, sort_keys=True),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The surge metadata of a weights file, validated; raises ModelFileError."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such model file")
+    if not path.is_file():
+        raise ModelFileError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"{path}: empty file (0 bytes), not a model")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except Exception as exc:  # safetensors raises several types for corrupt headers
+        raise ModelFileError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
+    if "surge.format" not in metadata:
+        raise ModelFileError(f"{path}: foreign safetensors file (no surge metadata); only surge model files can be loaded")
+    if metadata["surge.format"] != FORMAT_VERSION:
+        raise ModelFileError(f"{path}: model file format {metadata['surge.format']!r} is not supported (expected {FORMAT_VERSION})")
+    if metadata.get("surge.arch") not in ARCHITECTURES:
+        raise ModelFileError(f"{path}: unknown architecture {metadata.get('surge.arch')!r}")
+    return metadata
+
+
+def load_model_file(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
+    """Build the module described by a file and load its weights.
+
+    Returns ``(module, provenance)``; the module is in eval mode, float32.
+    """
+    path = Path(path)
+    metadata = read_metadata(path)
+    config_cls, module_cls = ARCHITECTURES[metadata["surge.arch"]]
+    try:
+        config = config_cls.from_dict(json.loads(metadata["surge.config"]))
+    except Exception as exc:
+        raise ModelFileError(f"{path}: invalid architecture config in metadata ({_first_line(exc)})") from None
+    try:
+        provenance = json.loads(metadata.get("surge.provenance", "{}"))
+    except json.JSONDecodeError:
+        raise ModelFileError(f"{path}: invalid provenance JSON in metadata") from None
+    try:
+        state = {}
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            for key in f.keys():
+                state[key] = f.get_tensor(key)
+    except Exception as exc:
+        raise ModelFileError(f"{path}: truncated or corrupt weights ({_first_line(exc)})") from None
+    module = module_cls(config)
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} with wrong shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
+        raise ModelFileError(f"{path}: weights do not match the architecture in its metadata: {'; '.join(parts)} tensors")
+    state = {k: v.to(expected[k].dtype) for k, v in state.items()}
+    module.load_state_dict(state)
+    return module.eval().to(map_location), provenance
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
