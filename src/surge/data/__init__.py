@@ -1,0 +1,1 @@
+"""Training pairs: HR crops with LR made by MATLAB-compatible bicubic."""

@@ -1,0 +1,1 @@
+"""Experiment configs, the two-stage trainer, checkpoints and data-parallel set-up."""

@@ -1,0 +1,359 @@
+"""The two-stage SuRGe trainer: PSNR pre-training (L1) and adversarial fine-tuning.
+
+One step of the ``gan`` stage:
+1. critic: ``E[D(G(x))] - E[D(y)] + lambda * GP`` (``optim.critic_steps`` times);
+2. generator: the enabled terms (adversarial, JS, GW, L1) combined by dynamic
+   softmax-of-loss weights or fixed weights (``[loss]``), logged every step.
+The ``psnr`` stage has no critic and trains L1 (plus any enabled divergence term).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from surge import __version__
+from surge.data.pairs import PairDataset, StepSampler, load_hr_images
+from surge.errors import SurgeError
+from surge.losses import adversarial, divergence, pixel
+from surge.losses.combine import combine_losses
+from surge.models.critic import Critic
+from surge.models.files import load_model_file, save_model
+from surge.models.generator import SuRGeGenerator
+from surge.training.checkpoint import atomic_torch_save, load_checkpoint, rng_state, set_rng_state
+from surge.training.config import ExperimentConfig
+from surge.training.distributed import DistContext, broadcast_flag
+from surge.training.logger import RunLog
+
+log = logging.getLogger("surge.train")
+
+
+class TrainingDiverged(SurgeError):
+    """A loss became NaN/inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    best_psnr: float | None
+    interrupted: bool
+
+
+def _lr_lambda(cfg: ExperimentConfig):
+    o, total = cfg.optim, cfg.train.steps
+
+    def factor(step: int) -> float:
+        if o.warmup_steps and step < o.warmup_steps:
+            return (step + 1) / o.warmup_steps
+        if o.schedule == "constant":
+            return 1.0
+        t = (step - o.warmup_steps) / max(1, total - o.warmup_steps)
+        return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    return factor
+
+
+class Trainer:
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path, ctx: DistContext | None = None, resume: bool = False):
+        self.cfg, self.run_dir, self.ctx = cfg, Path(run_dir), ctx or DistContext()
+        self.device = self.ctx.device
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        torch.manual_seed(cfg.train.seed + self.ctx.rank)
+        self.gan = cfg.train.stage == "gan"
+        self.generator = SuRGeGenerator(cfg.generator)
+        if cfg.train.init_from and not resume:
+            self._init_generator(Path(cfg.train.init_from))
+        self.critic = Critic(cfg.critic) if self.gan and cfg.loss.adversarial else None
+        self._wrap_parallel()
+        o = cfg.optim
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=o.lr_g, betas=o.betas)
+        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, _lr_lambda(cfg))
+        self.opt_d = self.sched_d = None
+        if self.critic is not None:
+            self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=o.lr_d, betas=o.betas)
+            self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, _lr_lambda(cfg))
+        self.ema = copy.deepcopy(self.g_module).eval().requires_grad_(False) if o.ema_decay else None
+        self.scaler = torch.amp.GradScaler("cuda") if cfg.train.precision == "amp" else None
+        self.step, self.best_psnr, self.wall_before = 0, None, 0.0
+        if resume:
+            self._restore(load_checkpoint(self.run_dir / "last.pt"))
+        self._stop_requested = False
+
+    # --- set-up -----------------------------------------------------------------------
+    def _init_generator(self, path: Path) -> None:
+        module, _ = load_model_file(path)
+        if not isinstance(module, SuRGeGenerator) or module.config != self.cfg.generator:
+            raise SurgeError(f"{path}: init_from weights do not match the [generator] config of this experiment")
+        self.generator.load_state_dict(module.state_dict())
+
+    def _wrap_parallel(self) -> None:
+        self.generator.to(self.device)
+        if self.critic is not None:
+            self.critic.to(self.device)
+        self.g_module, self.d_module = self.generator, self.critic
+        if not self.ctx.enabled:
+            return
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        if self.cfg.generator.norm == "batch":
+            self.generator = nn.SyncBatchNorm.convert_sync_batchnorm(self.generator)
+            self.g_module = self.generator
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        self.generator = DDP(self.generator, device_ids=ids)
+        if self.critic is not None:
+            self.critic = DDP(self.critic, device_ids=ids)
+
+    def _autocast(self):
+        p = self.cfg.train.precision
+        if p == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if p == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    # --- state ------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "surge_version": __version__,
+            "step": self.step,
+            "best_psnr": self.best_psnr,
+            "wall_seconds": self.wall_before + (time.time() - self._t0 if hasattr(self, "_t0") else 0.0),
+            "config": self.cfg.to_dict(),
+            "generator": self.g_module.state_dict(),
+            "critic": self.d_module.state_dict() if self.d_module is not None else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
+            "sched_g": self.sched_g.state_dict(),
+            "sched_d": self.sched_d.state_dict() if self.sched_d is not None else None,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": rng_state(),
+        }
+
+    def _restore(self, state: dict) -> None:
+        self.g_module.load_state_dict(state["generator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.sched_g.load_state_dict(state["sched_g"])
+        if self.d_module is not None:
+            self.d_module.load_state_dict(state["critic"])
+            self.opt_d.load_state_dict(state["opt_d"])
+            self.sched_d.load_state_dict(state["sched_d"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step, self.best_psnr = state["step"], state["best_psnr"]
+        self.wall_before = state.get("wall_seconds", 0.0)
+        set_rng_state(state["rng"])
+
+    def inference_generator(self) -> SuRGeGenerator:
+        return self.ema if self.ema is not None else self.g_module
+
+    def provenance(self) -> dict:
+        return {
+            "experiment": self.cfg.train.name,
+            "stage": self.cfg.train.stage,
+            "steps": self.step,
+            "batch_size": self.cfg.data.batch_size,
+            "hr_size": self.cfg.data.hr_size,
+            "training_data": [Path(d).name for d in self.cfg.data.train_dirs],
+            "wall_seconds": round(self.wall_before + time.time() - self._t0),
+            "val_psnr_y": self.best_psnr,
+            "ema": bool(self.ema is not None),
+            "surge_version": __version__,
+            "loss": self.cfg.to_dict()["loss"],
+        }
+
+    def save(self, tag: str = "last") -> None:
+        if not self.ctx.is_main:
+            return
+        atomic_torch_save(self.state_dict(), self.run_dir / f"{tag}.pt")
+        save_model(self.inference_generator(), self.run_dir / f"{tag}.safetensors", provenance=self.provenance())
+
+    # --- the step ---------------------------------------------------------------------
+    def _critic_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict:
+        with torch.no_grad(), self._autocast():
+            sr = self.generator(lr)
+        stats = {}
+        for _ in range(self.cfg.optim.critic_steps):
+            self.opt_d.zero_grad(set_to_none=True)
+            with self._autocast():
+                loss, stats = adversarial.critic_loss(self.critic, hr, sr.float(), gp_weight=self.cfg.loss.gp_weight)
+            self._backward_and_step(loss, self.opt_d, self.d_module)
+        return {"loss_critic": float(loss), **{f"critic_{k}": float(v) for k, v in stats.items()}}
+
+    def _generator_terms(self, lr, hr, sr) -> dict[str, torch.Tensor]:
+        lc = self.cfg.loss
+        terms: dict[str, torch.Tensor] = {}
+        if self.d_module is not None:
+            self.d_module.requires_grad_(False)  # the critic is not updated by this step
+            terms["adv"] = adversarial.generator_adversarial_loss(self.d_module, sr)
+            self.d_module.requires_grad_(True)
+        if lc.js:
+            terms["js"] = divergence.js_divergence(sr.float(), hr, mode=lc.js_mode)
+        if lc.gw:
+            terms["gw"] = divergence.gromov_wasserstein_loss(lr, sr.float())
+        if lc.l1:
+            terms["l1"] = pixel.l1_loss(sr.float(), hr)
+        return terms
+
+    def _backward_and_step(self, loss, opt, module) -> None:
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(opt)
+        else:
+            loss.backward()
+        if self.cfg.optim.grad_clip:
+            torch.nn.utils.clip_grad_norm_(module.parameters(), self.cfg.optim.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(opt)
+            self.scaler.update()
+        else:
+            opt.step()
+
+    def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict:
+        row: dict = {}
+        if self.critic is not None:
+            row.update(self._critic_step(lr, hr))
+        self.opt_g.zero_grad(set_to_none=True)
+        with self._autocast():
+            sr = self.generator(lr)
+            terms = self._generator_terms(lr, hr, sr)
+            total, weights = combine_losses(terms, self.cfg.loss)
+        self._check_finite(total, terms, row)
+        self._backward_and_step(total, self.opt_g, self.g_module)
+        self.sched_g.step()
+        if self.sched_d is not None:
+            self.sched_d.step()
+        self._update_ema()
+        row["loss_g"] = float(total)
+        row.update({f"loss_{k}": float(v) for k, v in terms.items()})
+        row.update({f"w_{k}": float(v) for k, v in weights.items()})
+        return row
+
+    def _check_finite(self, total, terms, row) -> None:
+        values = {k: float(v) for k, v in terms.items()}
+        if "loss_critic" in row:
+            values["critic"] = row["loss_critic"]
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad or not math.isfinite(float(total)):
+            raise TrainingDiverged(
+                f"non-finite loss at step {self.step + 1} ({', '.join(bad) or 'total'}: "
+                f"{json.dumps({k: values[k] for k in bad} or float(total))}); stopped, last good checkpoint kept in "
+                f"{self.run_dir / 'last.pt'}"
+            )
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.ema is None:
+            return
+        d = self.cfg.optim.ema_decay
+        for e, p in zip(self.ema.parameters(), self.g_module.parameters()):
+            e.lerp_(p.detach(), 1 - d)
+        for e, b in zip(self.ema.buffers(), self.g_module.buffers()):
+            e.copy_(b)
+
+    def mixing_row(self) -> dict:
+        w = self.g_module.mixing_weights()
+        f0, f1 = w.values()
+        return {"mix_mu": f0[0], "mix_nu": f0[1], "mix_alpha": f1[0], "mix_beta": f1[1], "mix_gamma": f1[2]}
+
+    # --- validation -------------------------------------------------------------------
+    def validate(self) -> float | None:
+        val_dir = self.cfg.data.val_dir
+        if not val_dir or not self.ctx.is_main:
+            return None
+        from surge.training.validation import validate_psnr
+
+        net = self.inference_generator()
+        was_training = net.training
+        net.eval()
+        try:
+            return validate_psnr(net, Path(val_dir), max_images=self.cfg.data.val_max_images, device=self.device)
+        finally:
+            net.train(was_training)
+
+    # --- the loop ---------------------------------------------------------------------
+    def _loader(self, start_step: int):
+        cfg = self.cfg
+        images, report = load_hr_images(list(cfg.data.train_dirs), cfg.data.hr_size)
+        if self.ctx.is_main:
+            log.info(report.summary())
+        dataset = PairDataset(images, cfg.data.hr_size, seed=cfg.train.seed, augment=cfg.data.augment)
+        sampler = StepSampler(start_step, cfg.train.steps, cfg.data.batch_size, self.ctx.rank, self.ctx.world_size)
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=sampler.local, sampler=sampler, num_workers=cfg.data.workers,
+            persistent_workers=cfg.data.workers > 0, drop_last=False,
+        ), report
+
+    def _on_signal(self, signum, frame) -> None:
+        self._stop_requested = True
+
+    def run(self) -> TrainResult:
+        cfg, ctx = self.cfg, self.ctx
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        runlog = RunLog(self.run_dir / "log.csv", resume_step=self.step) if ctx.is_main else None
+        loader, report = self._loader(self.step)
+        if runlog is not None and self.step == 0:
+            (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+            (self.run_dir / "data.json").write_text(json.dumps(report.__dict__, indent=2))
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._t0 = time.time()
+        self.generator.train()
+        if self.critic is not None:
+            self.critic.train()
+        bar = tqdm(total=cfg.train.steps, initial=self.step, desc=cfg.train.name, unit="step",
+                   disable=not ctx.is_main, dynamic_ncols=True, file=sys.stderr)
+        interrupted = False
+        try:
+            for lr, hr in loader:
+                lr, hr = lr.to(self.device, non_blocking=True), hr.to(self.device, non_blocking=True)
+                t_step = time.time()
+                row = self.train_step(lr, hr)
+                self.step += 1
+                bar.update(1)
+                if runlog is not None and (self.step % cfg.train.log_every == 0 or self.step == 1):
+                    row = {"step": self.step, "seconds": round(time.time() - t_step, 4),
+                           "lr_g": self.sched_g.get_last_lr()[0], **row, **self.mixing_row()}
+                    bar.set_postfix(loss=f"{row['loss_g']:.4f}")
+                    runlog.log(row)
+                if self.step % cfg.train.val_every == 0 or self.step == cfg.train.steps:
+                    self._validate_and_keep_best(runlog, bar)
+                if self.step % cfg.train.ckpt_every == 0 or self.step == cfg.train.steps:
+                    self.save("last")
+                if broadcast_flag(ctx, self._stop_requested):
+                    interrupted = True
+                    self.save("last")
+                    if ctx.is_main:
+                        bar.write(f"stopped at step {self.step}; checkpoint saved, resume with --resume {self.run_dir}")
+                    break
+        finally:
+            bar.close()
+            for s, h in previous.items():
+                signal.signal(s, h)
+            if runlog is not None:
+                runlog.close()
+        return TrainResult(self.run_dir, self.step, self.best_psnr, interrupted)
+
+    def _validate_and_keep_best(self, runlog, bar) -> None:
+        psnr = self.validate()
+        if psnr is None:
+            return
+        bar.write(f"step {self.step}: validation PSNR-Y {psnr:.3f} dB")
+        runlog.log({"step": self.step, "val_psnr_y": round(psnr, 4)})
+        if self.best_psnr is None or psnr > self.best_psnr:
+            self.best_psnr = psnr
+            self.save("best")
