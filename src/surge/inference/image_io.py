@@ -1,0 +1,473 @@
+"""Reading and writing image files for upscaling, without losing what the user had.
+
+Reading gives a numpy array in the file's own precision and layout (uint8 or uint16;
+HxW grey, HxWx2 grey+alpha, HxWx3 RGB, HxWx4 RGBA) plus :class:`ImageMeta` (ICC
+profile, EXIF). EXIF orientation is applied to the pixels, and the orientation tag is
+reset to 1 so viewers don't rotate the output a second time.
+
+Pillow reads 16-bit colour PNG and TIFF as 8-bit, so those pixels come from pypng and
+tifffile instead; Pillow still parses their metadata.
+
+Every failure is a :class:`~surge.errors.ImageReadError` or
+:class:`~surge.errors.ImageWriteError` whose one-line message starts with the path.
+Writes go to a temporary file in the destination folder and are ``os.replace``d, so a
+crash never leaves a half-written image under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import struct
+import threading
+import uuid
+import warnings
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from surge.errors import ImageReadError, ImageWriteError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
+DEFAULT_MAX_PIXELS = 100_000_000
+JPEG_QUALITY = 95
+_HIGH_DEPTH_FORMATS = ("PNG", "TIFF")
+_ICC_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
+_EXIF_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
+_ORIENTATION = ExifTags.Base.Orientation
+# Modes whose pixel values keep their colour space when turned into L/LA/RGB/RGBA, so an
+# embedded ICC profile still describes the output. CMYK, LAB, ... are converted.
+_ICC_PRESERVING_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "I", "F"}
+# Exceptions Pillow (and pypng/tifffile) raise on damaged data.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError, KeyError)
+
+
+@dataclass
+class ImageMeta:
+    """What a written image should carry over from the file it was read from."""
+
+    path: Path | None = None
+    format: str | None = None  # Pillow's format name of the source, e.g. "PNG"
+    mode: str = "RGB"  # source pixel layout: a Pillow mode, or "RGB;16" etc. for 16-bit colour
+    icc_profile: bytes | None = None
+    exif: bytes | None = None  # orientation already applied and reset to 1
+
+
+# --- PIL image <-> array -------------------------------------------------------------
+
+
+def pil_to_array(img: Image.Image) -> tuple[np.ndarray, str, bool]:
+    """An array in the image's own precision, the mode to rebuild it, and whether an ICC
+    profile of the image still applies to the array."""
+    mode = img.mode
+    keeps_icc = mode in _ICC_PRESERVING_MODES or mode.startswith("I;16")
+    if mode in ("L", "LA", "RGB", "RGBA"):
+        return np.asarray(img), mode, keeps_icc
+    if mode.startswith("I;16") or mode == "I":
+        # 16-bit grey: Pillow's "I" is how some readers hand out 16-bit PNG/TIFF.
+        arr = np.clip(np.asarray(img), 0, 65535).astype(np.uint16)
+        return arr, ("I" if mode == "I" else "I;16"), keeps_icc
+    if mode == "F":
+        return np.asarray(img, dtype=np.float32), "F", keeps_icc
+    if mode == "CMYK":
+        rgb = _cmyk_to_rgb(img)
+        return np.asarray(rgb), "RGB", False
+    target = _conversion_target(img)
+    try:
+        converted = img.convert(target)
+    except ValueError as exc:
+        raise ValueError(f"cannot convert image mode {mode} to {target}: {exc}") from None
+    return np.asarray(converted), target, keeps_icc
+
+
+def _conversion_target(img: Image.Image) -> str:
+    if img.mode == "1":
+        return "L"
+    if img.mode in ("La",):
+        return "LA"
+    if img.mode in ("P", "PA"):
+        return "RGBA" if img.has_transparency_data else "RGB"
+    return "RGBA" if img.mode.endswith("A") or img.mode == "RGBa" else "RGB"
+
+
+def _cmyk_to_rgb(img: Image.Image) -> Image.Image:
+    """CMYK -> RGB through the embedded profile when there is one (print files often
+    have one), else Pillow's naive formula."""
+    profile = img.info.get("icc_profile")
+    if profile:
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+            return ImageCms.profileToProfile(img, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass
+    return img.convert("RGB")
+
+
+def array_to_pil(arr: np.ndarray, mode: str | None = None) -> Image.Image:
+    """The PIL image for an array from :func:`pil_to_array` (``mode`` picks I vs I;16)."""
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.dtype == np.uint16 and arr.ndim == 3:
+        raise ValueError("Pillow has no 16-bit colour mode; write 16-bit colour with write_image")
+    if mode == "I":
+        return Image.fromarray(arr.astype(np.int32))
+    if arr.dtype.kind == "f":
+        return Image.fromarray(arr.astype(np.float32))
+    return Image.fromarray(np.ascontiguousarray(arr))
+
+
+# --- reading -------------------------------------------------------------------------
+
+_PIXEL_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _own_pixel_limit() -> Iterator[None]:
+    """Disable Pillow's global decompression-bomb limit while opening: read_image applies
+    its own ``max_pixels`` (Pillow's would warn below, and refuse above, a fixed size)."""
+    with _PIXEL_LIMIT_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, ImageMeta]:
+    """Decode ``path`` into (array, metadata); see the module docstring for the layout."""
+    path = Path(path)
+    _check_readable(path)
+    try:
+        with _own_pixel_limit():
+            img = Image.open(path)
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not a recognised image file") from None
+    except _DECODE_ERRORS as exc:
+        raise ImageReadError(f"{path}: cannot read image header ({_reason(exc)})") from None
+    with img:
+        _check_pixels(path, img.size, max_pixels)
+        _decode(path, img)
+        orientation = _orientation(img)
+        arr, mode = _pixels(path, img, orientation)
+        exif = _exif_without_orientation(img)  # after _pixels: it edits the image's EXIF
+        icc = img.info.get("icc_profile") if _icc_applies(img) else None
+        return arr, ImageMeta(path=path, format=img.format, mode=mode, icc_profile=icc or None, exif=exif)
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file")
+    if not path.is_file():
+        raise ImageReadError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise ImageReadError(f"{path}: empty file (0 bytes)")
+
+
+def _check_pixels(path: Path, size: tuple[int, int], max_pixels: int | None) -> None:
+    width, height = size
+    if max_pixels and width * height > max_pixels:
+        raise ImageReadError(
+            f"{path}: {width}x{height} = {width * height} pixels exceeds the limit of {max_pixels} (max_pixels)"
+        )
+
+
+def _decode(path: Path, img: Image.Image) -> None:
+    # Pillow decodes lazily; loading here, with ImageFile.LOAD_TRUNCATED_IMAGES left at
+    # False, is what turns a truncated or corrupt file into an error instead of grey pixels.
+    try:
+        img.load()
+    except _DECODE_ERRORS as exc:
+        raise ImageReadError(f"{path}: truncated or corrupt image data ({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0] or type(exc).__name__
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        return int(img.getexif().get(_ORIENTATION, 1))
+    except (*_DECODE_ERRORS, TypeError):
+        return 1  # damaged EXIF: keep the pixels as stored
+
+
+def _exif_without_orientation(img: Image.Image) -> bytes | None:
+    """The image's EXIF with orientation reset to 1 (the pixels are already upright)."""
+    try:
+        exif = img.getexif()
+        if _ORIENTATION in exif:
+            exif[_ORIENTATION] = 1
+        return exif.tobytes() if len(exif) else None
+    except (*_DECODE_ERRORS, TypeError):
+        return None  # damaged EXIF: drop the metadata rather than the image
+
+
+def _icc_applies(img: Image.Image) -> bool:
+    return img.mode in _ICC_PRESERVING_MODES or img.mode.startswith("I;16")
+
+
+def _pixels(path: Path, img: Image.Image, orientation: int) -> tuple[np.ndarray, str]:
+    high = _read_high_depth(path, img)
+    if high is not None:
+        mode = {2: "LA;16", 3: "RGB;16", 4: "RGBA;16"}[high.shape[2]]
+        return orient_array(high, orientation), mode
+    try:
+        arr, mode, _ = pil_to_array(ImageOps.exif_transpose(img))
+    except _DECODE_ERRORS as exc:
+        raise ImageReadError(f"{path}: cannot convert pixels ({_reason(exc)})") from None
+    return arr, mode
+
+
+# PIL's Transpose meaning of each EXIF orientation, as numpy operations on (H, W, ...).
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def orient_array(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation to an array, as ``ImageOps.exif_transpose`` does to images."""
+    op = _ORIENT.get(orientation)
+    return np.ascontiguousarray(op(arr)) if op else arr
+
+
+def _read_high_depth(path: Path, img: Image.Image) -> np.ndarray | None:
+    """uint16 (H, W, C) pixels of a 16-bit multi-channel PNG/TIFF, else None."""
+    try:
+        if img.format == "PNG" and _png_is_16bit_multichannel(path):
+            return _read_png16(path)
+        if img.format == "TIFF" and _tiff_is_16bit_multichannel(img):
+            return _read_tiff16(path)
+    except _DECODE_ERRORS as exc:
+        raise ImageReadError(f"{path}: truncated or corrupt image data ({_reason(exc)})") from None
+    except Exception as exc:  # pypng raises its own Error classes (not OSError)
+        if type(exc).__module__ == "png":
+            raise ImageReadError(f"{path}: truncated or corrupt image data ({_reason(exc)})") from None
+        raise
+    return None
+
+
+def _png_is_16bit_multichannel(path: Path) -> bool:
+    with open(path, "rb") as f:
+        header = f.read(26)
+    # Signature (8) + IHDR length/type (8) + width, height (8) + bit depth, colour type.
+    return len(header) == 26 and header[24] == 16 and header[25] in (2, 4, 6)
+
+
+def _read_png16(path: Path) -> np.ndarray:
+    import png  # pypng: the one well-kept reader of 16-bit colour PNG without OpenCV
+
+    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+    arr = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
+    return arr.reshape(height, width, info["planes"])
+
+
+def _tiff_is_16bit_multichannel(img: Image.Image) -> bool:
+    bits = img.tag_v2.get(258)  # BitsPerSample
+    bits = bits if isinstance(bits, tuple) else (bits,)
+    return len(bits) > 1 and max(int(b) for b in bits) == 16
+
+
+def _read_tiff16(path: Path) -> np.ndarray:
+    import tifffile  # installed with scikit-image
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        arr = page.asarray()
+        if arr.ndim == 3 and page.planarconfig == 2:  # SEPARATE: (C, H, W)
+            arr = np.moveaxis(arr, 0, -1)
+    if arr.dtype != np.uint16 or arr.ndim != 3:
+        raise ValueError(f"unsupported 16-bit TIFF layout {arr.dtype} {arr.shape}")
+    return arr
+
+
+# --- writing -------------------------------------------------------------------------
+
+
+def output_format(path: str | Path) -> str:
+    """Pillow format name for an output path's extension."""
+    fmt = OUTPUT_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ImageWriteError(f"{path}: unsupported output extension (use one of {', '.join(OUTPUT_FORMATS)})")
+    return fmt
+
+
+def ensure_output_dir(folder: str | Path) -> Path:
+    """Create ``folder`` (and parents); ImageWriteError naming it when that fails."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImageWriteError(f"{folder}: cannot create output folder ({exc.strerror or exc})") from None
+    return folder
+
+
+def check_writable_dir(folder: str | Path) -> Path:
+    """Create ``folder`` and prove a file can be created in it (permissions, read-only
+    mounts), so a batch fails once up front rather than once per image."""
+    folder = ensure_output_dir(folder)
+    tmp, f = _create_temp(folder, "write-test")
+    f.close()
+    tmp.unlink(missing_ok=True)
+    return folder
+
+
+def _create_temp(folder: Path, name: str) -> tuple[Path, BinaryIO]:
+    # A hidden, unique name in the destination folder, so os.replace is atomic (same
+    # file system); open(..., "x") gets the user's umask, unlike tempfile's 0600.
+    tmp = folder / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        return tmp, open(tmp, "xb")  # noqa: SIM115 - the caller closes it
+    except OSError as exc:
+        raise ImageWriteError(f"{folder}: output folder is not writable ({exc.strerror or exc})") from None
+
+
+@contextlib.contextmanager
+def _atomic_output(path: Path) -> Iterator[BinaryIO]:
+    """A new file next to ``path`` that replaces it only once fully written."""
+    tmp, f = _create_temp(ensure_output_dir(path.parent), path.name)
+    try:
+        with f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_image(array: np.ndarray, path: str | Path, meta: ImageMeta | None = None, quality: int = JPEG_QUALITY) -> Path:
+    """Write an array (layout as :func:`read_image` returns) to ``path``, format by extension.
+
+    Keeps 16-bit precision in PNG and TIFF (other formats get 8 bits), the ICC profile and
+    EXIF where the format stores them; alpha is flattened onto white for JPEG.
+    """
+    path = Path(path)
+    fmt = output_format(path)
+    array = _fit_to_format(array, fmt)
+    icc = _matching_icc(meta, array)
+    exif = meta.exif if meta is not None and fmt in _EXIF_FORMATS else None
+    try:
+        with _atomic_output(path) as f:
+            if array.dtype == np.uint16 and array.ndim == 3:
+                _write_high_depth(f, array, fmt, icc, exif)
+            else:
+                _write_pil(f, array, fmt, icc, exif, quality, meta.mode if meta else None)
+    except ImageWriteError:
+        raise
+    except (OSError, ValueError, KeyError) as exc:
+        raise ImageWriteError(f"{path}: cannot write {fmt} ({_reason(exc)})") from None
+    return path
+
+
+def _channels(arr: np.ndarray) -> int:
+    return 1 if arr.ndim == 2 else arr.shape[2]
+
+
+def _fit_to_format(arr: np.ndarray, fmt: str) -> np.ndarray:
+    """Adapt dtype and channels to what ``fmt`` can store."""
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.dtype.kind == "f" and not (fmt == "TIFF" and arr.ndim == 2):
+        arr = quantise(arr, np.uint16 if fmt in _HIGH_DEPTH_FORMATS else np.uint8)
+    if arr.dtype == np.uint16 and fmt not in _HIGH_DEPTH_FORMATS:
+        arr = ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    channels = _channels(arr)
+    if fmt in ("JPEG", "BMP") and channels in (2, 4):
+        arr = _flatten_alpha(arr)  # JPEG has no alpha; BMP's 32-bit alpha is widely ignored
+    elif fmt == "WEBP" and channels in (1, 2):
+        arr = _grey_to_rgb(arr)  # WebP has no grey modes
+    elif fmt == "TIFF" and channels == 2 and arr.dtype == np.uint16:
+        arr = _grey_to_rgb(arr)  # 16-bit grey+alpha TIFF is legal but few readers (Pillow) open it
+    return arr
+
+
+def _grey_to_rgb(arr: np.ndarray) -> np.ndarray:
+    grey = arr if arr.ndim == 2 else arr[..., 0]
+    alpha = [arr[..., 1]] if arr.ndim == 3 else []
+    return np.stack([grey, grey, grey, *alpha], axis=-1)
+
+
+def quantise(x: np.ndarray, dtype) -> np.ndarray:
+    """Float in [0, 1] -> integer dtype, clamped and rounded to nearest."""
+    top = np.iinfo(dtype).max
+    return np.rint(np.clip(x, 0.0, 1.0) * top).astype(dtype)
+
+
+def _flatten_alpha(arr: np.ndarray) -> np.ndarray:
+    """Composite onto white: JPEG has no alpha, and dropping it would expose whatever
+    colour happens to sit under fully transparent pixels."""
+    top = float(np.iinfo(arr.dtype).max)
+    colour, alpha = arr[..., :-1].astype(np.float32) / top, arr[..., -1:].astype(np.float32) / top
+    flat = colour * alpha + (1.0 - alpha)
+    flat = flat[..., 0] if flat.shape[2] == 1 else flat
+    return quantise(flat, arr.dtype)
+
+
+def _matching_icc(meta: ImageMeta | None, arr: np.ndarray) -> bytes | None:
+    """The source ICC profile if its colour space (header bytes 16-19) fits the output."""
+    if meta is None or not meta.icc_profile or len(meta.icc_profile) < 20:
+        return None
+    space = meta.icc_profile[16:20]
+    wanted = b"GRAY" if _channels(arr) in (1, 2) else b"RGB "
+    return meta.icc_profile if space == wanted else None
+
+
+def _write_pil(f: BinaryIO, arr, fmt: str, icc, exif, quality: int, mode: str | None) -> None:
+    img = array_to_pil(arr, "I" if mode == "I" and fmt == "TIFF" else None)
+    options: dict = {}
+    if icc and fmt in _ICC_FORMATS:
+        options["icc_profile"] = icc
+    if exif:
+        options["exif"] = exif
+    if fmt == "JPEG":
+        # 4:4:4 chroma: upscaled detail is what the user wants, don't halve colour resolution.
+        options.update(quality=quality, subsampling=0)
+    elif fmt == "WEBP":
+        options.update(quality=quality)
+    elif fmt == "TIFF":
+        options.update(compression="tiff_lzw")
+    img.save(f, format=fmt, **options)
+
+
+def _write_high_depth(f: BinaryIO, arr: np.ndarray, fmt: str, icc, exif) -> None:
+    if fmt == "TIFF":
+        import tifffile
+
+        photometric = "rgb" if arr.shape[2] >= 3 else "minisblack"
+        extra = ["unassalpha"] if arr.shape[2] in (2, 4) else None
+        tifffile.imwrite(f, arr, photometric=photometric, extrasamples=extra, iccprofile=icc, compression=None)
+        return
+    _write_png16(f, arr, icc, exif)
+
+
+def _write_png16(f: BinaryIO, arr: np.ndarray, icc: bytes | None, exif: bytes | None) -> None:
+    """16-bit grey+alpha / RGB / RGBA PNG via pypng, with iCCP and eXIf chunks added
+    (pypng's writer has no option for them)."""
+    import png
+
+    height, width, channels = arr.shape
+    writer = png.Writer(width, height, greyscale=channels <= 2, alpha=channels in (2, 4), bitdepth=16)
+    buf = io.BytesIO()
+    big_endian = arr.astype(">u2")
+    writer.write_packed(buf, (big_endian[y].tobytes() for y in range(height)))
+    chunks = list(png.Reader(bytes=buf.getvalue()).chunks())
+    extra = []
+    if icc:
+        extra.append((b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
+    if exif:
+        extra.append((b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+    png.write_chunks(f, [chunks[0], *extra, *chunks[1:]])  # right after IHDR

@@ -1,0 +1,293 @@
+"""Image files in and out: modes, 16-bit, EXIF orientation, ICC/EXIF kept, atomic writes."""
+
+import io
+import os
+import warnings
+
+import numpy as np
+import png
+import pytest
+from PIL import ExifTags, Image, ImageCms, ImageOps
+
+from surge.errors import ImageReadError, ImageWriteError
+from surge.inference import image_io
+from surge.inference.image_io import ImageMeta, orient_array, read_image, write_image
+
+ORIENTATION = ExifTags.Base.Orientation
+
+
+def _rgb(h=12, w=20, seed=0, channels=3, dtype=np.uint8):
+    top = np.iinfo(dtype).max
+    return (np.random.default_rng(seed).random((h, w, channels)) * top).round().astype(dtype)
+
+
+def _srgb_icc() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def _exif(orientation=1, make="surge-test") -> Image.Exif:
+    exif = Image.Exif()
+    exif[ORIENTATION] = orientation
+    exif[ExifTags.Base.Make] = make
+    return exif
+
+
+def _no_temp_files(folder):
+    return [p.name for p in folder.iterdir() if p.name.endswith(".tmp")] == []
+
+
+# --- reading -------------------------------------------------------------------------
+
+
+def test_rgb_png_round_trip(tmp_path):
+    arr = _rgb()
+    Image.fromarray(arr).save(tmp_path / "a.png")
+    got, meta = read_image(tmp_path / "a.png")
+    assert got.dtype == np.uint8 and (got == arr).all()
+    assert meta.format == "PNG" and meta.mode == "RGB"
+    write_image(got, tmp_path / "b.png", meta)
+    assert (np.asarray(Image.open(tmp_path / "b.png")) == arr).all()
+
+
+@pytest.mark.parametrize(
+    ("mode", "shape", "want_mode"),
+    [("L", (12, 20), "L"), ("LA", (12, 20, 2), "LA"), ("RGBA", (12, 20, 4), "RGBA"), ("1", (12, 20), "L")],
+)
+def test_read_modes(tmp_path, mode, shape, want_mode):
+    Image.fromarray(_rgb(channels=4), "RGBA").convert(mode).save(tmp_path / "m.png")
+    arr, meta = read_image(tmp_path / "m.png")
+    assert arr.shape == shape and arr.dtype == np.uint8 and meta.mode == want_mode
+
+
+def test_palette_with_transparency_becomes_rgba(tmp_path):
+    img = Image.fromarray(_rgb()).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    img.info["transparency"] = 0
+    img.save(tmp_path / "p.png", transparency=0)
+    arr, meta = read_image(tmp_path / "p.png")
+    assert arr.shape == (12, 20, 4) and meta.mode == "RGBA"
+    assert (arr[..., 3] == 0).any() and (arr[..., 3] == 255).any()
+
+
+def test_palette_without_transparency_becomes_rgb(tmp_path):
+    Image.fromarray(_rgb()).convert("P", palette=Image.Palette.ADAPTIVE, colors=16).save(tmp_path / "p.png")
+    arr, _ = read_image(tmp_path / "p.png")
+    assert arr.shape == (12, 20, 3)
+
+
+def test_cmyk_jpeg_becomes_rgb_without_its_cmyk_profile(tmp_path):
+    Image.fromarray(_rgb()).convert("CMYK").save(tmp_path / "c.jpg")
+    arr, meta = read_image(tmp_path / "c.jpg")
+    assert arr.shape == (12, 20, 3) and meta.mode == "RGB" and meta.icc_profile is None
+
+
+def test_16bit_grey_png(tmp_path):
+    grey = _rgb(channels=1, dtype=np.uint16)[..., 0]
+    Image.fromarray(grey).save(tmp_path / "g16.png")
+    arr, meta = read_image(tmp_path / "g16.png")
+    assert arr.dtype == np.uint16 and (arr == grey).all() and meta.mode == "I;16"
+    write_image(arr, tmp_path / "out.png", meta)
+    back = Image.open(tmp_path / "out.png")
+    assert back.mode == "I;16" and (np.asarray(back) == grey).all()
+
+
+@pytest.mark.parametrize("channels", [2, 3, 4])
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+def test_16bit_colour_round_trip(tmp_path, channels, ext):
+    """Pillow would silently read these as 8-bit; pypng/tifffile keep all 16 bits."""
+    arr = _rgb(channels=channels, dtype=np.uint16)
+    assert (arr % 257 != 0).any()  # not representable in 8 bits
+    write_image(arr, tmp_path / f"c16{ext}")
+    got, meta = read_image(tmp_path / f"c16{ext}")
+    if ext == ".tif" and channels == 2:  # stored as RGBA: few readers open grey+alpha TIFF
+        arr = arr[..., [0, 0, 0, 1]]
+    assert got.dtype == np.uint16 and (got == arr).all()
+    assert meta.mode.endswith(";16")
+    if ext == ".png":
+        *_, info = png.Reader(filename=str(tmp_path / "c16.png")).read()
+        assert info["bitdepth"] == 16 and info["planes"] == channels
+
+
+def test_16bit_to_8bit_formats_round(tmp_path):
+    arr = np.array([[[0, 128, 65535]]], dtype=np.uint16).repeat(4, 0).repeat(4, 1)
+    write_image(arr, tmp_path / "x.bmp")
+    assert (np.asarray(Image.open(tmp_path / "x.bmp"))[0, 0] == [0, 0, 255]).all()
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orient_array_matches_pillow(orientation):
+    img = Image.fromarray(_rgb(5, 7))
+    img.getexif()[ORIENTATION] = orientation
+    exif = img.getexif()
+    exif[ORIENTATION] = orientation
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", exif=exif)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(buf.getvalue()))))
+    assert np.array_equal(orient_array(np.asarray(img), orientation), expected)
+
+
+def test_exif_orientation_applied_and_reset(tmp_path):
+    yy, xx = np.mgrid[0:10, 0:16]
+    arr = np.stack([yy * 25, xx * 15, 255 - xx * 15], axis=-1).astype(np.uint8)  # smooth: JPEG-friendly
+    Image.fromarray(arr).save(tmp_path / "o.jpg", exif=_exif(orientation=6), quality=100)
+    got, meta = read_image(tmp_path / "o.jpg")
+    assert got.shape == (16, 10, 3)  # orientation 6: stored image is shown rotated 90 degrees clockwise
+    assert np.abs(got.astype(int) - np.rot90(arr, -1)).mean() < 3  # JPEG loss only
+    assert np.abs(got.astype(int) - np.rot90(arr, 1)).mean() > 30  # and not the other way round
+    exif = Image.Exif()
+    exif.load(meta.exif)
+    assert exif[ORIENTATION] == 1 and exif[ExifTags.Base.Make] == "surge-test"
+
+
+def test_exif_orientation_applied_to_16bit_png(tmp_path):
+    arr = _rgb(4, 6, dtype=np.uint16)
+    write_image(arr, tmp_path / "o16.png", ImageMeta(exif=_exif(orientation=8).tobytes()))
+    got, _ = read_image(tmp_path / "o16.png")
+    assert np.array_equal(got, np.rot90(arr, 1))
+
+
+def test_icc_profile_kept(tmp_path):
+    icc = _srgb_icc()
+    Image.fromarray(_rgb()).save(tmp_path / "icc.png", icc_profile=icc)
+    arr, meta = read_image(tmp_path / "icc.png")
+    assert meta.icc_profile == icc
+    for ext in (".png", ".jpg", ".webp", ".tif"):
+        write_image(arr, tmp_path / f"out{ext}", meta)
+        assert Image.open(tmp_path / f"out{ext}").info.get("icc_profile") == icc, ext
+    write_image(_rgb(dtype=np.uint16), tmp_path / "out16.png", meta)
+    assert Image.open(tmp_path / "out16.png").info.get("icc_profile") == icc
+
+
+def test_rgb_profile_not_attached_to_grey_output(tmp_path):
+    meta = ImageMeta(icc_profile=_srgb_icc())
+    write_image(_rgb()[..., 0], tmp_path / "g.png", meta)
+    assert "icc_profile" not in Image.open(tmp_path / "g.png").info
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".webp"])
+def test_exif_kept_in_output(tmp_path, ext):
+    meta = ImageMeta(exif=_exif(orientation=1, make="camera-x").tobytes())
+    write_image(_rgb(), tmp_path / f"e{ext}", meta)
+    exif = Image.open(tmp_path / f"e{ext}").getexif()
+    assert exif[ExifTags.Base.Make] == "camera-x" and exif.get(ORIENTATION, 1) == 1
+
+
+def test_jpeg_quality_and_alpha_flattened_on_white(tmp_path):
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 0] = 255  # red, fully transparent
+    write_image(rgba, tmp_path / "t.jpg")
+    img = Image.open(tmp_path / "t.jpg")
+    assert img.mode == "RGB" and (np.asarray(img) > 245).all()  # white, not red
+
+
+def test_grey_alpha_to_webp_and_bmp(tmp_path):
+    la = _rgb(channels=2)
+    write_image(la, tmp_path / "la.webp")
+    assert Image.open(tmp_path / "la.webp").mode == "RGBA"
+    write_image(la, tmp_path / "la.bmp")  # BMP alpha is ignored by readers: flattened to grey
+    assert Image.open(tmp_path / "la.bmp").mode == "L"
+
+
+# --- read errors ---------------------------------------------------------------------
+
+
+def test_missing_and_empty_and_directory(tmp_path):
+    with pytest.raises(ImageReadError, match=r"nothere\.png: no such file"):
+        read_image(tmp_path / "nothere.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageReadError, match=r"empty\.png: empty file \(0 bytes\)"):
+        read_image(tmp_path / "empty.png")
+    with pytest.raises(ImageReadError, match="not a file"):
+        read_image(tmp_path)
+
+
+def test_text_file_named_png(tmp_path):
+    (tmp_path / "notes.png").write_text("not an image\n")
+    with pytest.raises(ImageReadError, match=r"notes\.png: not a recognised image file"):
+        read_image(tmp_path / "notes.png")
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_truncated_files(tmp_path, ext):
+    Image.fromarray(_rgb(64, 64)).save(tmp_path / f"full{ext}")
+    data = (tmp_path / f"full{ext}").read_bytes()
+    (tmp_path / f"cut{ext}").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match=rf"cut\{ext}: truncated or corrupt"):
+        read_image(tmp_path / f"cut{ext}")
+
+
+def test_truncated_16bit_png(tmp_path):
+    write_image(_rgb(64, 64, dtype=np.uint16), tmp_path / "full.png")
+    data = (tmp_path / "full.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match=r"cut\.png: truncated or corrupt"):
+        read_image(tmp_path / "cut.png")
+
+
+def test_max_pixels(tmp_path):
+    Image.fromarray(_rgb(10, 20)).save(tmp_path / "big.png")
+    with pytest.raises(ImageReadError, match=r"big\.png: 20x10 = 200 pixels exceeds the limit of 199"):
+        read_image(tmp_path / "big.png", max_pixels=199)
+    assert read_image(tmp_path / "big.png", max_pixels=200)[0].shape == (10, 20, 3)
+
+
+def test_own_limit_replaces_pillows_bomb_check(tmp_path, monkeypatch):
+    """Pillow's global limit would warn (or refuse); read_image's max_pixels decides."""
+    Image.fromarray(_rgb(10, 20)).save(tmp_path / "a.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_image(tmp_path / "a.png", max_pixels=None)[0].shape == (10, 20, 3)
+    assert Image.MAX_IMAGE_PIXELS == 50  # restored
+
+
+# --- write errors --------------------------------------------------------------------
+
+
+def test_unsupported_extension(tmp_path):
+    with pytest.raises(ImageWriteError, match=r"out\.gif: unsupported output extension"):
+        write_image(_rgb(), tmp_path / "out.gif")
+
+
+def test_output_folder_under_a_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ImageWriteError, match=r"file/sub: cannot create output folder"):
+        write_image(_rgb(), tmp_path / "file" / "sub" / "o.png")
+    with pytest.raises(ImageWriteError, match="cannot create output folder"):
+        image_io.check_writable_dir(tmp_path / "file" / "sub")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_read_only_output_folder(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(ImageWriteError, match=r"ro: output folder is not writable"):
+            write_image(_rgb(), folder / "o.png")
+    finally:
+        folder.chmod(0o700)
+
+
+def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
+    target = tmp_path / "o.png"
+    target.write_bytes(b"previous")
+
+    def broken_save(self, fp, format=None, **params):
+        fp.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", broken_save)
+    with pytest.raises(ImageWriteError, match=r"o\.png: cannot write PNG \(disk full\)"):
+        write_image(_rgb(), target)
+    assert target.read_bytes() == b"previous"
+    assert _no_temp_files(tmp_path)
+
+
+def test_written_file_permissions_follow_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_image(_rgb(), tmp_path / "p.png")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o644
+    assert _no_temp_files(tmp_path)
