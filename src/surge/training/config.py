@@ -27,7 +27,6 @@ class DataConfig:
     workers: int = 0
     augment: bool = True
     val_dir: str | None = "../shared/datasets/benchmark/Set5"  # HR + LR_bicubic_X4 set; None = no validation
-    val_max_images: int = 0  # 0 = all
 
     def __post_init__(self):
         if self.hr_size % 4 or self.hr_size < 8:
@@ -71,6 +70,7 @@ class TrainConfig:
     precision: Literal["fp32", "bf16", "amp"] = "fp32"  # bf16 autocast (CPU/GPU) or fp16 AMP (GPU)
     device: str = "auto"
     threads: int = 0  # torch CPU threads, 0 = torch's default
+    max_minutes: float = 0.0  # wall-time budget of this process; 0 = none. Stops cleanly with a checkpoint.
     log_every: int = 10
     val_every: int = 250
     ckpt_every: int = 250
@@ -95,6 +95,12 @@ class ExperimentConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self):
+        if self.train.stage == "psnr" and self.loss.needs_critic:
+            raise ConfigError("the psnr stage has no critic: set loss.adversarial = false (or train.stage = 'gan')")
+        if self.train.stage == "gan" and not self.loss.needs_critic:
+            raise ConfigError("the gan stage needs the adversarial term: set loss.adversarial = true")
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -118,7 +124,10 @@ class ExperimentConfig:
             except ConfigError as exc:
                 msg = str(exc)
                 raise ConfigError(msg if msg.startswith(source) else f"{source}: {msg}") from None
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
 
 
 def _section_class(name: str):

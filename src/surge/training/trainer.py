@@ -28,7 +28,7 @@ from surge import __version__
 from surge.data.pairs import PairDataset, StepSampler, load_hr_images
 from surge.errors import SurgeError
 from surge.losses import adversarial, divergence, pixel
-from surge.losses.combine import combine_losses
+from surge.losses.combine import generator_objective
 from surge.models.critic import Critic
 from surge.models.files import load_model_file, save_model
 from surge.models.generator import SuRGeGenerator
@@ -77,7 +77,7 @@ class Trainer:
         self.generator = SuRGeGenerator(cfg.generator)
         if cfg.train.init_from and not resume:
             self._init_generator(Path(cfg.train.init_from))
-        self.critic = Critic(cfg.critic) if self.gan and cfg.loss.adversarial else None
+        self.critic = Critic(cfg.critic) if self.gan and cfg.loss.needs_critic else None
         self._wrap_parallel()
         o = cfg.optim
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=o.lr_g, betas=o.betas)
@@ -193,20 +193,21 @@ class Trainer:
             with self._autocast():
                 loss, stats = adversarial.critic_loss(self.critic, hr, sr.float(), gp_weight=self.cfg.loss.gp_weight)
             self._backward_and_step(loss, self.opt_d, self.d_module)
-        return {"loss_critic": float(loss), **{f"critic_{k}": float(v) for k, v in stats.items()}}
+        return {"loss_critic": float(loss.detach()), **{f"critic_{k}": float(v) for k, v in stats.items()}}
 
     def _generator_terms(self, lr, hr, sr) -> dict[str, torch.Tensor]:
         lc = self.cfg.loss
+        active = lc.active_terms()
         terms: dict[str, torch.Tensor] = {}
-        if self.d_module is not None:
+        if "adv" in active:
             self.d_module.requires_grad_(False)  # the critic is not updated by this step
             terms["adv"] = adversarial.generator_adversarial_loss(self.d_module, sr)
             self.d_module.requires_grad_(True)
-        if lc.js:
-            terms["js"] = divergence.js_divergence(sr.float(), hr, mode=lc.js_mode)
-        if lc.gw:
-            terms["gw"] = divergence.gromov_wasserstein_loss(lr, sr.float())
-        if lc.l1:
+        if "js" in active:
+            terms["js"] = divergence.js_divergence(sr.float(), hr, mode=lc.js_mode, temperature=lc.js_temperature, bins=lc.js_bins)
+        if "gw" in active:
+            terms["gw"] = divergence.gromov_wasserstein_loss(lr, sr.float(), normalize=lc.gw_normalize)
+        if "l1" in active:
             terms["l1"] = pixel.l1_loss(sr.float(), hr)
         return terms
 
@@ -232,20 +233,20 @@ class Trainer:
         with self._autocast():
             sr = self.generator(lr)
             terms = self._generator_terms(lr, hr, sr)
-            total, weights = combine_losses(terms, self.cfg.loss)
+            total, weights = generator_objective(terms, self.cfg.loss)
         self._check_finite(total, terms, row)
         self._backward_and_step(total, self.opt_g, self.g_module)
         self.sched_g.step()
         if self.sched_d is not None:
             self.sched_d.step()
         self._update_ema()
-        row["loss_g"] = float(total)
-        row.update({f"loss_{k}": float(v) for k, v in terms.items()})
+        row["loss_g"] = float(total.detach())
+        row.update({f"loss_{k}": float(v.detach()) for k, v in terms.items()})
         row.update({f"w_{k}": float(v) for k, v in weights.items()})
         return row
 
     def _check_finite(self, total, terms, row) -> None:
-        values = {k: float(v) for k, v in terms.items()}
+        values = {k: float(v.detach()) for k, v in terms.items()}
         if "loss_critic" in row:
             values["critic"] = row["loss_critic"]
         bad = [k for k, v in values.items() if not math.isfinite(v)]
@@ -282,7 +283,7 @@ class Trainer:
         was_training = net.training
         net.eval()
         try:
-            return validate_psnr(net, Path(val_dir), max_images=self.cfg.data.val_max_images, device=self.device)
+            return validate_psnr(net, Path(val_dir), device=self.device)
         finally:
             net.train(was_training)
 
@@ -297,6 +298,9 @@ class Trainer:
         return torch.utils.data.DataLoader(
             dataset, batch_size=sampler.local, sampler=sampler, num_workers=cfg.data.workers,
             persistent_workers=cfg.data.workers > 0, drop_last=False,
+            # Its own generator: creating the iterator must not draw from the global RNG,
+            # or a resumed run's random stream (e.g. the GP's eps) would shift by one draw.
+            generator=torch.Generator().manual_seed(cfg.train.seed),
         ), report
 
     def _on_signal(self, signum, frame) -> None:
@@ -334,11 +338,15 @@ class Trainer:
                     self._validate_and_keep_best(runlog, bar)
                 if self.step % cfg.train.ckpt_every == 0 or self.step == cfg.train.steps:
                     self.save("last")
-                if broadcast_flag(ctx, self._stop_requested):
+                over_budget = cfg.train.max_minutes and time.time() - self._t0 > 60 * cfg.train.max_minutes
+                if broadcast_flag(ctx, self._stop_requested or bool(over_budget)):
                     interrupted = True
+                    if over_budget:  # a budgeted run ends like a finished one: validated, best kept
+                        self._validate_and_keep_best(runlog, bar)
                     self.save("last")
                     if ctx.is_main:
-                        bar.write(f"stopped at step {self.step}; checkpoint saved, resume with --resume {self.run_dir}")
+                        why = "time budget reached" if over_budget else "stop requested"
+                        bar.write(f"{why}: stopped at step {self.step}; checkpoint saved, resume with --resume {self.run_dir}", file=sys.stderr)
                     break
         finally:
             bar.close()
@@ -352,7 +360,7 @@ class Trainer:
         psnr = self.validate()
         if psnr is None:
             return
-        bar.write(f"step {self.step}: validation PSNR-Y {psnr:.3f} dB")
+        bar.write(f"step {self.step}: validation PSNR-Y {psnr:.3f} dB", file=sys.stderr)
         runlog.log({"step": self.step, "val_psnr_y": round(psnr, 4)})
         if self.best_psnr is None or psnr > self.best_psnr:
             self.best_psnr = psnr

@@ -1,0 +1,223 @@
+"""Trainer: configs, exact resume after SIGKILL, stop signals, NaN guard, data parallelism."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from surge.data.pairs import PairDataset, load_hr_images
+from surge.errors import ConfigError, DatasetError
+from surge.training.checkpoint import load_checkpoint
+from surge.training.config import load_config
+from surge.training.trainer import Trainer, TrainingDiverged
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = """
+[data]
+train_dirs = ["{hr}"]
+hr_size = 32
+batch_size = 4
+val_dir = ""
+[generator]
+preset = "surge-tiny"
+[critic]
+width = 8
+max_width = 16
+stages = 2
+hidden = 16
+[loss]
+l1 = true
+adversarial = {gan}
+js = {gan}
+gw = {gan}
+[train]
+name = "tiny"
+stage = "{stage}"
+steps = {steps}
+log_every = 1
+ckpt_every = {ckpt}
+val_every = 1000
+threads = 1
+out_dir = "{out}"
+"""
+
+
+@pytest.fixture(scope="module")
+def hr_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("hr")
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        small = (rng.random((20, 24, 3)) * 255).astype(np.uint8)
+        Image.fromarray(small).resize((48, 40), Image.BICUBIC).save(folder / f"{i}.png")
+    (folder / "broken.png").write_bytes(b"not a png")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(folder / "small.png")
+    return folder
+
+
+def write_config(tmp_path, hr_dir, gan=True, steps=6, ckpt=2) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY.format(hr=hr_dir, gan=str(gan).lower(), stage="gan" if gan else "psnr",
+                                steps=steps, ckpt=ckpt, out=tmp_path / "runs"))
+    return path
+
+
+def read_losses(run_dir: Path) -> list[tuple]:
+    with (run_dir / "log.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r.get("loss_g")]
+    return [(int(r["step"]), r["loss_g"], r.get("loss_critic"), r.get("w_adv")) for r in rows]
+
+
+def train_cmd(*args) -> list[str]:
+    return [sys.executable, "-m", "surge.train", *map(str, args)]
+
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+# --- data -------------------------------------------------------------------------------
+def test_unreadable_and_small_images_are_skipped_and_counted(hr_dir):
+    images, report = load_hr_images([hr_dir], min_size=32)
+    assert report.loaded == 6 == len(images)
+    assert len(report.skipped_unreadable) == 1 and len(report.skipped_small) == 1
+
+
+def test_pairs_are_deterministic_and_lr_is_matlab_bicubic(hr_dir):
+    from surge.imaging.bicubic import imresize
+
+    images, _ = load_hr_images([hr_dir], min_size=32)
+    a, b = PairDataset(images, 32, seed=3), PairDataset(images, 32, seed=3)
+    for k in (0, 5, 17):
+        assert torch.equal(a[k][0], b[k][0]) and torch.equal(a[k][1], b[k][1])
+    lr, hr = a[4]
+    hr_u8 = (hr.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    assert np.array_equal((lr.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), imresize(hr_u8, 0.25))
+    assert not torch.equal(a[4][1], PairDataset(images, 32, seed=4)[4][1])
+
+
+def test_missing_training_folder(tmp_path):
+    with pytest.raises(DatasetError, match="not found"):
+        load_hr_images([tmp_path / "nope"], 32)
+
+
+# --- configs ----------------------------------------------------------------------------
+def test_shipped_configs_parse():
+    for path in sorted((REPO / "configs").glob("*.toml")):
+        load_config(path)
+
+
+def test_config_errors_name_the_file_and_key(tmp_path, hr_dir):
+    path = write_config(tmp_path, hr_dir)
+    with pytest.raises(ConfigError, match=r"tiny\.toml: \[optim\]: unknown key\(s\) lr"):
+        load_config(path, ["optim.lr=3"])
+    with pytest.raises(ConfigError, match="hr_size"):
+        load_config(path, ["data.hr_size=30"])
+    with pytest.raises(ConfigError, match="psnr stage has no critic"):
+        load_config(path, ["train.stage=psnr"])
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[data\n")
+    with pytest.raises(ConfigError, match="bad.toml: not valid TOML"):
+        load_config(bad)
+    assert load_config(path, ["train.steps=9", "optim.betas=[0.5, 0.9]"]).optim.betas == (0.5, 0.9)
+
+
+# --- resume -----------------------------------------------------------------------------
+@pytest.mark.parametrize("gan", [True, False])
+def test_sigkill_then_resume_continues_exactly(tmp_path, hr_dir, gan):
+    steps = 40
+    ref_cfg = write_config(tmp_path, hr_dir, gan=gan, steps=steps, ckpt=3)
+    subprocess.run(train_cmd(ref_cfg, "--run-dir", tmp_path / "ref"), check=True, env=ENV, capture_output=True)
+    reference = read_losses(tmp_path / "ref")
+    assert len(reference) == steps
+
+    run_dir = tmp_path / "killed"
+    proc = subprocess.Popen(train_cmd(ref_cfg, "--run-dir", run_dir), env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill once a few checkpoints exist, mid-run
+        if (run_dir / "log.csv").exists() and len(read_losses(run_dir)) >= 8:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = load_checkpoint(run_dir / "last.pt")["step"]
+    assert 0 < killed_at < steps, "the run must be killed mid-way for this test to mean anything"
+
+    subprocess.run(train_cmd(ref_cfg, "--resume", run_dir), check=True, env=ENV, capture_output=True)
+    assert read_losses(run_dir) == reference
+    assert not list(run_dir.glob("*.tmp")) and not list(run_dir.glob(".*.tmp"))
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_130(tmp_path, hr_dir):
+    cfg = write_config(tmp_path, hr_dir, gan=False, steps=100000, ckpt=100000)
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(train_cmd(cfg, "--run-dir", run_dir), env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((run_dir / "log.csv").exists() and len(read_losses(run_dir)) >= 3):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    state = load_checkpoint(run_dir / "last.pt")
+    assert state["step"] >= 3 and "resume with --resume" in err
+
+
+def test_existing_run_is_not_overwritten(tmp_path, hr_dir):
+    cfg = write_config(tmp_path, hr_dir, gan=False, steps=2)
+    subprocess.run(train_cmd(cfg, "--run-dir", tmp_path / "r"), check=True, env=ENV, capture_output=True)
+    again = subprocess.run(train_cmd(cfg, "--run-dir", tmp_path / "r"), env=ENV, capture_output=True, text=True)
+    assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path, hr_dir, monkeypatch):
+    cfg = load_config(write_config(tmp_path, hr_dir, gan=False, steps=10, ckpt=1))
+    from surge.losses import pixel
+
+    real_l1, calls = pixel.l1_loss, {"n": 0}
+
+    def l1_that_explodes(sr, hr):
+        calls["n"] += 1
+        loss = real_l1(sr, hr)
+        return loss * float("nan") if calls["n"] == 4 else loss
+
+    monkeypatch.setattr(pixel, "l1_loss", l1_that_explodes)
+    trainer = Trainer(cfg, tmp_path / "nan")
+    with pytest.raises(TrainingDiverged, match="non-finite loss at step 4 .*l1.*last good checkpoint"):
+        trainer.run()
+    assert load_checkpoint(tmp_path / "nan" / "last.pt")["step"] == 3
+    assert all(torch.isfinite(v).all() for v in load_checkpoint(tmp_path / "nan" / "last.pt")["generator"].values())
+
+
+def test_exported_weights_carry_provenance(tmp_path, hr_dir):
+    import surge
+
+    cfg = write_config(tmp_path, hr_dir, gan=False, steps=2)
+    subprocess.run(train_cmd(cfg, "--run-dir", tmp_path / "r"), check=True, env=ENV, capture_output=True)
+    model = surge.load_model(str(tmp_path / "r" / "last.safetensors"))
+    assert model.provenance["steps"] == 2 and model.provenance["stage"] == "psnr"
+    assert model.provenance["training_data"] == [hr_dir.name]
+
+
+# --- data parallel ----------------------------------------------------------------------
+def test_two_process_ddp_run_resumes_in_a_single_process(tmp_path, hr_dir):
+    cfg = write_config(tmp_path, hr_dir, gan=True, steps=4, ckpt=2)
+    run_dir = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+           "-m", "surge.train", str(cfg), "--run-dir", str(run_dir)]
+    done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert load_checkpoint(run_dir / "last.pt")["step"] == 4
+    assert len(read_losses(run_dir)) == 4  # only rank 0 logs
+    resumed = subprocess.run(train_cmd(cfg, "--resume", run_dir, "train.steps=6"), env=ENV,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert load_checkpoint(run_dir / "last.pt")["step"] == 6
