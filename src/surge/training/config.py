@@ -71,7 +71,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int = 0  # torch CPU threads, 0 = torch's default
     max_minutes: float = 0.0  # wall-time budget of this process; 0 = none. Stops cleanly with a checkpoint.
-    log_every: int = 10
+    log_every: int = 1
     val_every: int = 250
     ckpt_every: int = 250
     out_dir: str = "runs"
