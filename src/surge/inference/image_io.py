@@ -254,10 +254,6 @@ def _read_high_depth(path: Path, img: Image.Image) -> np.ndarray | None:
             return _read_tiff16(path)
     except _DECODE_ERRORS as exc:
         raise ImageReadError(f"{path}: truncated or corrupt image data ({_reason(exc)})") from None
-    except Exception as exc:  # pypng raises its own Error classes (not OSError)
-        if type(exc).__module__ == "png":
-            raise ImageReadError(f"{path}: truncated or corrupt image data ({_reason(exc)})") from None
-        raise
     return None
 
 
@@ -271,8 +267,11 @@ def _png_is_16bit_multichannel(path: Path) -> bool:
 def _read_png16(path: Path) -> np.ndarray:
     import png  # pypng: the one well-kept reader of 16-bit colour PNG without OpenCV
 
-    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
-    arr = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
+    try:
+        width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+        arr = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
+    except png.Error as exc:  # pypng's own hierarchy: map it onto the decode errors
+        raise ValueError(str(exc)) from None
     return arr.reshape(height, width, info["planes"])
 
 
