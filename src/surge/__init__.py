@@ -9,7 +9,7 @@ Public API::
 
 __version__ = "0.1.0"
 
-from surge.models.registry import SRModel, load_model  # noqa: E402
+__all__ = ["SRModel", "__version__", "load_model", "upscale"]
 
 
 def upscale(image, model="default", **kwargs):
@@ -19,4 +19,10 @@ def upscale(image, model="default", **kwargs):
     return _upscale(image, model=model, **kwargs)
 
 
-__all__ = ["SRModel", "__version__", "load_model", "upscale"]
+def __getattr__(name):
+    # Lazy: importing torch costs ~1 s, which `surge --help` and `surge --version` don't need.
+    if name in ("load_model", "SRModel"):
+        from surge.models import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'surge' has no attribute {name!r}")
