@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# Train the paper configuration on one GPU -- configs/paper-psnr.toml (L1 pre-training), then
+# configs/paper-gan.toml (WGAN-GP + JS + GW, initialised from stage 1) -- evaluate both stages on
+# Set5 and Set14, and leave weights, scores and logs in $OUT. Each stage runs for a wall-time
+# budget (train.max_minutes), not a step count, so the whole script fits one device call.
+#
+# Made for the project's `device` tool: one H200, 15 minutes of device time per session (machine
+# start and transfers included), at most 10 minutes per command, 64 MiB carried, at most 8 flat
+# files back from $OUT. The device image has torch+CUDA, safetensors, scikit-image, tqdm and
+# Pillow but not POT, which travels as a wheel. Prepare here, once, in the repo root:
+#
+#   .venv/bin/python scripts/pack_data.py --out .pack   # T91+BSD200, Set5+Set14: 43.4 MiB, ~40 s
+#   mkdir -p .whl && .venv/bin/python -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#       --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+#       --platform manylinux_2_24_x86_64 --platform manylinux2014_x86_64 -d .whl POT==0.9.6.post1
+#
+# (.pack/ and .whl/ are git-ignored; POT's own needs, numpy and scipy, are on the image. POT 0.9.6.post1,
+# not 0.9.7: 0.9.7's wheel is 33 MB, a 174 MB bsp extension that `import ot` loads, and would not fit
+# beside the pack in 64 MiB; 0.9.6.post1's is 1.5 MB and meets pyproject's POT>=0.9.4.) Then the
+# device tool's `run` call:
+#
+#   command:   bash scripts/gpu_train.sh
+#   carry:     [".pack", ".whl"]
+#   timeout_s: 600
+#
+# Default budgets: stage 1 4 min; stage 2 at most 3.5 min, cut so that the whole script ends within
+# 9 min (its evaluation included), inside the 10-minute command limit. Outputs in $OUT (flat, 7 files):
+#   surge-x4-gpu.safetensors        stage 2 (GAN) weights at the end of its budget
+#   surge-x4-gpu-psnr.safetensors   stage 1 (PSNR) weights, best Set5 validation
+#   eval-gan.json, eval-psnr.json   `surge eval` on the packed Set5 and Set14 (MATLAB protocol, fp32)
+#   log-gan.csv, log-psnr.csv       the trainer's per-step logs (losses, weights, validation)
+#   gpu_train.log                   everything this script printed (environment, training, tables)
+# Stage 1's files are written before stage 2 starts: a call cut off at its limit still returns them.
+#
+# Settings (environment variables):
+#   OUT                     output folder (required; the device tool sets it)
+#   SURGE_PACK=.pack        packed data (scripts/pack_data.py layout: train/*/, benchmark/<Set>/)
+#   SURGE_PYTHON=python3    interpreter with torch (the device image's python3)
+#   SURGE_PSNR_MINUTES=4  SURGE_GAN_MINUTES=3.5  SURGE_DEADLINE_MINUTES=9
+#   SURGE_STEPS=1000000     train.steps of each stage (the time budget ends a stage first)
+#   SURGE_PRECISION=bf16    train.precision;  SURGE_WORKERS=12  data loader processes (16 cores;
+#                           0 when /dev/shm has under 1 GiB free, where worker batches would not fit)
+#   SURGE_BATCH, SURGE_HR_SIZE   override data.batch_size / data.hr_size (default: the configs', 16 / 256)
+#   SURGE_EVAL_SETS="Set5 Set14"
+#   SURGE_RUNS=<new temp dir>    where the run folders (checkpoints) go; not returned
+#   SURGE_SITE=/tmp/surge-site   where wheels from .whl/ are installed when a module is missing
+#   SURGE_GPU_TINY=1        smoke test on CPU: surge-tiny generator, tiny critic, HR 32, batch 2,
+#                           SURGE_STEPS=2 per stage (tests/test_gpu_script.py)
+# Exit status: 0 done; 3 missing data, module or GPU; 4 no time left for stage 2; otherwise the
+# failing command's status.
+
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+
+: "${OUT:?set OUT to the output folder (the device tool sets it)}"
+PY=${SURGE_PYTHON:-python3}
+PACK=$(cd "${SURGE_PACK:-.pack}" 2>/dev/null && pwd) || { echo "gpu_train: error: ${SURGE_PACK:-.pack}: packed data not found (run scripts/pack_data.py --out .pack, and carry it)" >&2; exit 3; }
+TINY=${SURGE_GPU_TINY:-0}
+PSNR_MINUTES=${SURGE_PSNR_MINUTES:-4}
+GAN_MINUTES=${SURGE_GAN_MINUTES:-3.5}
+DEADLINE_MINUTES=${SURGE_DEADLINE_MINUTES:-9}
+PRECISION=${SURGE_PRECISION:-bf16}
+WORKERS=${SURGE_WORKERS:-12}
+EVAL_SETS=${SURGE_EVAL_SETS:-Set5 Set14}
+SITE=${SURGE_SITE:-${TMPDIR:-/tmp}/surge-site}
+DEVICE=cuda
+STEPS=${SURGE_STEPS:-1000000}
+if [[ $TINY == 1 ]]; then
+    DEVICE=cpu
+    STEPS=${SURGE_STEPS:-2}
+    WORKERS=${SURGE_WORKERS:-0}
+fi
+EVAL_RESERVE_S=60   # kept free after stage 2 for its final validation, copies and evaluation
+STAGE_OVERHEAD_S=30 # start-up, data decoding and the final validation of one stage
+
+export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+export TQDM_MININTERVAL=${TQDM_MININTERVAL:-15}  # a progress line every 15 s, not every 0.1 s, in the log
+
+die() { echo "gpu_train: error: $*" >&2; exit 3; }
+minutes_left() { awk -v d="$DEADLINE_MINUTES" -v s="$SECONDS" -v r="$1" 'BEGIN { printf "%.2f", (d * 60 - s - r) / 60 }'; }
+min_of() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b ? a : b) }'; }
+
+# Imports what the run needs and prints the versions; exit 1 when a module is missing, 2 when
+# DEVICE is cuda and no GPU is visible. One interpreter start (torch's import is the slow part).
+check_modules() {
+    DEVICE=$DEVICE "$PY" - <<'EOF'
+import importlib, os, sys
+missing = []
+for name in ("torch", "numpy", "PIL", "ot", "safetensors", "skimage", "tqdm"):
+    try:
+        importlib.import_module(name)
+    except Exception as exc:
+        missing.append(f"{name} ({exc.__class__.__name__}: {exc})")
+from PIL import features
+if not features.check("webp"):
+    missing.append("Pillow's WebP codec")
+if missing:
+    print("missing: " + "; ".join(missing), file=sys.stderr)
+    sys.exit(1)
+import ot, torch
+cuda = torch.cuda.is_available()
+print(f"python {sys.version.split()[0]} | torch {torch.__version__} | POT {ot.__version__} | "
+      f"cuda {torch.cuda.get_device_name() if cuda else 'no'}")
+sys.exit(2 if os.environ["DEVICE"] == "cuda" and not cuda else 0)
+EOF
+}
+
+ensure_modules() {
+    local rc=0
+    check_modules 2>/dev/null || rc=$?
+    if ((rc == 1)); then
+        shopt -s nullglob
+        local wheels=(.whl/*.whl)
+        shopt -u nullglob
+        if ((${#wheels[@]})); then
+            echo "installing ${#wheels[@]} carried wheel(s) into $SITE: ${wheels[*]##*/}"
+            "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "${wheels[@]}"
+            export PYTHONPATH="$PYTHONPATH:$SITE"
+        fi
+        rc=0
+        check_modules || rc=$?
+    fi
+    case $rc in
+        0) ;;
+        2) die "no CUDA device visible to $PY (SURGE_GPU_TINY=1 runs the CPU smoke test)" ;;
+        *) die "Python modules missing (carry their wheels in .whl/, see the top of $0)" ;;
+    esac
+}
+
+# Stage runner: train CONFIG into RUN_DIR with the common overrides plus extra ones. A stage
+# stopped by its time budget exits 130 like an interrupted one; either way it must have saved weights.
+train_stage() {
+    local config=$1 run_dir=$2
+    shift 2
+    local rc=0
+    "$PY" -m surge.train --run-dir "$run_dir" "$config" "${COMMON[@]}" "$@" || rc=$?
+    if [[ $rc != 0 && $rc != 130 ]]; then
+        echo "gpu_train: error: training $config failed (exit $rc)" >&2
+        return "$rc"
+    fi
+    [[ -f $run_dir/last.safetensors ]] || { echo "gpu_train: error: $run_dir: no weights saved" >&2; return 1; }
+}
+
+evaluate() {
+    local weights=$1 json=$2 rc=0
+    # shellcheck disable=SC2086 # EVAL_SETS is a list of set names
+    "$PY" -m surge eval --model "$weights" --data "$PACK/benchmark" --sets $EVAL_SETS --json "$json" \
+        --device "$DEVICE" --quiet || rc=$?
+    case $rc in
+        0) ;;
+        1) echo "gpu_train: warning: some benchmark images were skipped (see the table above)" >&2 ;;
+        *) echo "gpu_train: error: evaluation of $weights failed (exit $rc)" >&2; return "$rc" ;;
+    esac
+}
+
+main() {
+    echo "== surge gpu_train $(date -u +%FT%TZ) in $REPO (tiny=$TINY, device=$DEVICE)"
+    ensure_modules
+    if [[ $DEVICE == cuda ]]; then
+        nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
+    fi
+    # DataLoader workers hand batches over in shared memory (a 16 x 256^2 batch is 12.6 MB, and each
+    # worker keeps 2 ready); a small /dev/shm (container default 64 MB) kills them with a bus error.
+    local shm_kb
+    shm_kb=$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')
+    if ((WORKERS > 0)) && [[ -n $shm_kb ]] && ((shm_kb < 1048576)); then
+        echo "gpu_train: warning: /dev/shm has only $((shm_kb / 1024)) MiB free: data.workers=0 instead of $WORKERS" >&2
+        WORKERS=0
+    fi
+    echo "cpu cores: $(nproc), /dev/shm free: ${shm_kb:-?} KiB, data.workers=$WORKERS"
+
+    shopt -s nullglob
+    local dirs=("$PACK"/train/*/)
+    shopt -u nullglob
+    ((${#dirs[@]})) || die "$PACK/train: no packed training folders (run scripts/pack_data.py)"
+    [[ -d $PACK/benchmark/Set5 ]] || die "$PACK/benchmark/Set5: validation set not packed"
+    local list="" d
+    for d in "${dirs[@]}"; do list+="${list:+, }\"${d%/}\""; done
+    RUNS=${SURGE_RUNS:-$(mktemp -d "${TMPDIR:-/tmp}/surge-gpu.XXXXXX")}
+    mkdir -p "$RUNS"
+
+    COMMON=(
+        "data.train_dirs=[$list]"
+        "data.val_dir=\"$PACK/benchmark/Set5\""
+        "data.workers=$WORKERS"
+        "train.precision=$PRECISION"
+        "train.steps=$STEPS"
+        "train.device=$DEVICE"
+    )
+    local batch=${SURGE_BATCH:-} hr_size=${SURGE_HR_SIZE:-}
+    if [[ $TINY == 1 ]]; then
+        COMMON+=(generator.preset=surge-tiny critic.width=8 critic.max_width=16 critic.stages=2 critic.hidden=16
+                 train.threads=1)
+        batch=${batch:-2} hr_size=${hr_size:-32}
+    fi
+    if [[ -n $batch ]]; then COMMON+=("data.batch_size=$batch"); fi
+    if [[ -n $hr_size ]]; then COMMON+=("data.hr_size=$hr_size"); fi
+    echo "training data: ${dirs[*]}; runs in $RUNS"
+
+    echo "== stage 1: configs/paper-psnr.toml for up to $PSNR_MINUTES min"
+    train_stage configs/paper-psnr.toml "$RUNS/paper-psnr" "train.max_minutes=$PSNR_MINUTES"
+    local psnr_weights=$RUNS/paper-psnr/best.safetensors
+    [[ -f $psnr_weights ]] || psnr_weights=$RUNS/paper-psnr/last.safetensors
+    cp "$psnr_weights" "$OUT/surge-x4-gpu-psnr.safetensors"
+    cp "$RUNS/paper-psnr/log.csv" "$OUT/log-psnr.csv"
+    evaluate "$OUT/surge-x4-gpu-psnr.safetensors" "$OUT/eval-psnr.json"
+
+    local left gan_minutes
+    left=$(minutes_left $((EVAL_RESERVE_S + STAGE_OVERHEAD_S)))
+    gan_minutes=$(min_of "$GAN_MINUTES" "$left")
+    if awk -v m="$gan_minutes" 'BEGIN { exit !(m < 0.5) }'; then
+        echo "gpu_train: error: only $left min left of SURGE_DEADLINE_MINUTES=$DEADLINE_MINUTES: stage 2 skipped" >&2
+        return 4
+    fi
+    echo "== stage 2: configs/paper-gan.toml from $psnr_weights for up to $gan_minutes min"
+    train_stage configs/paper-gan.toml "$RUNS/paper-gan" "train.init_from=\"$psnr_weights\"" "train.max_minutes=$gan_minutes"
+    cp "$RUNS/paper-gan/last.safetensors" "$OUT/surge-x4-gpu.safetensors"
+    cp "$RUNS/paper-gan/log.csv" "$OUT/log-gan.csv"
+    evaluate "$OUT/surge-x4-gpu.safetensors" "$OUT/eval-gan.json"
+
+    echo "== done in ${SECONDS} s; in $OUT:"
+    ls -l "$OUT"
+}
+
+mkdir -p "$OUT"
+main 2>&1 | tee "$OUT/gpu_train.log"

@@ -1,0 +1,61 @@
+"""The benchmark scripts run end to end on tiny settings (their figures come from full runs)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_GAN = """
+[data]
+train_dirs = ["not-needed"]
+hr_size = 32
+batch_size = 2
+[generator]
+preset = "surge-tiny"
+[critic]
+width = 8
+max_width = 16
+stages = 2
+hidden = 16
+[loss]
+l1 = true
+[train]
+name = "tiny-gan"
+stage = "gan"
+"""
+
+
+def test_train_step_benchmark_runs(tmp_path):
+    config = tmp_path / "tiny-gan.toml"
+    config.write_text(TINY_GAN)
+    out = tmp_path / "rows.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "train_step.py"), "--configs", str(config), "--batch", "0",
+         "--hr-size", "0", "--repeats", "1", "--warmup", "0", "--device", "cpu", "--threads", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert [(r["config"], r["precision"], r["batch"], r["hr_size"]) for r in rows] == [
+        ("tiny-gan.toml", "fp32", 2, 32), ("tiny-gan.toml", "bf16", 2, 32)]
+    phases = ("g_fwd", "g_bwd", "critic", "js", "gw", "optim", "other")
+    for r in rows:
+        # Every phase of a GAN step was reached, and the phases add up to the step.
+        assert all(r[p] > 0 for p in phases if p != "other"), r
+        assert abs(sum(r[p] for p in phases) - r["total"]) < 1e-9 * max(1.0, r["total"]) + 1e-12
+        assert 0 < r["divergence_share"] < 100
+    table = proc.stdout.splitlines()
+    assert any(line.startswith("| tiny-gan.toml | fp32 | 2 x 32 |") for line in table)
+    assert "divergence share" in proc.stdout
+
+
+def test_train_step_benchmark_bad_config_is_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "train_step.py"), "--configs", str(tmp_path / "missing.toml"),
+         "--repeats", "1", "--warmup", "0", "--device", "cpu"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "missing.toml" in proc.stderr

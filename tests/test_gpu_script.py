@@ -1,0 +1,132 @@
+"""scripts/pack_data.py and scripts/gpu_train.sh end to end on CPU, with tiny synthetic data.
+
+The real run needs a GPU (the device tool); here SURGE_GPU_TINY=1 swaps in the surge-tiny
+generator, a tiny critic and 2 steps per stage, so every step of the script runs: packing,
+both training stages, the copies to $OUT and `surge eval` of each stage.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import surge
+from surge.imaging.bicubic import imresize
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _photo(rng, h: int, w: int) -> np.ndarray:
+    """A smooth random image (noise upsampled), so bicubic LR/HR behave like photos."""
+    small = (rng.random((h // 4 + 1, w // 4 + 1, 3)) * 255).astype(np.uint8)
+    return np.asarray(Image.fromarray(small).resize((w, h), Image.BICUBIC))
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> Path:
+    """train/A (RGB PNGs + a BMP), bench/Set5 and bench/Set14 (HR + LR_bicubic_X4; one grayscale pair)."""
+    root = tmp_path_factory.mktemp("src")
+    rng = np.random.default_rng(0)
+    train = root / "train" / "A"
+    train.mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(_photo(rng, 40, 48)).save(train / f"{i}.png")
+    Image.fromarray(_photo(rng, 36, 36)).save(train / "bmp.bmp")
+    Image.fromarray(_photo(rng, 36, 40)).save(train / "a.b.png")  # a dot in the stem must survive
+    for name, count in (("Set5", 2), ("Set14", 2)):
+        (root / "bench" / name / "HR").mkdir(parents=True)
+        (root / "bench" / name / "LR_bicubic_X4").mkdir()
+        for i in range(count):
+            hr = _photo(rng, 32, 40)
+            if name == "Set14" and i == 1:
+                hr = hr[..., 0]  # grayscale, as Set14's bridge: must stay mode L
+            Image.fromarray(hr).save(root / "bench" / name / "HR" / f"img{i}.png")
+            Image.fromarray(imresize(hr, 0.25)).save(root / "bench" / name / "LR_bicubic_X4" / f"img{i}x4.png")
+    return root
+
+
+def pack(sources: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(REPO / "scripts" / "pack_data.py"), str(sources / "train" / "A"),
+           "--bench", str(sources / "bench" / "Set5"), str(sources / "bench" / "Set14"), "--out", str(out), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+
+def test_pack_data_is_lossless_and_keeps_grayscale(sources, tmp_path):
+    out = tmp_path / "pack"
+    proc = pack(sources, out)
+    assert proc.returncode == 0, proc.stderr
+    assert "total:" in proc.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(manifest["files"]) == 6 + 4 + 4
+    for entry in manifest["files"]:
+        packed = out / entry["packed"]
+        with Image.open(entry["source"]) as a, Image.open(packed) as b:
+            assert a.mode == b.mode, entry
+            assert np.array_equal(np.asarray(a), np.asarray(b)), entry
+        assert packed.suffix == (".png" if a.mode == "L" else ".webp"), entry
+    assert (out / "benchmark" / "Set14" / "HR" / "img1.png").is_file()  # grayscale kept as PNG
+    assert (out / "train" / "A" / "bmp.webp").is_file()
+    assert (out / "train" / "A" / "a.b.webp").is_file()
+    # The evaluator pairs the packed files like the originals.
+    from surge.evaluation.datasets import discover_set
+
+    bench = discover_set(out / "benchmark" / "Set14")
+    assert len(bench.pairs) == 2 and not bench.skipped
+
+    again = pack(sources, out)  # never replaces a pack silently
+    assert again.returncode == 2 and "already exists" in again.stderr
+    over = pack(sources, tmp_path / "small", "--budget-mib", "0.001")
+    assert over.returncode == 2 and "over the budget" in over.stderr
+    assert not (tmp_path / "small").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+def test_pack_data_unreadable_image_names_the_file(sources, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.png").write_bytes(b"not a png")
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "pack_data.py"), str(bad), "--bench",
+                           "--out", str(tmp_path / "pack")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "broken.png" in proc.stderr
+    assert not (tmp_path / "pack").exists()
+
+
+def test_gpu_train_script_tiny_end_to_end(sources, tmp_path):
+    packed = tmp_path / "pack"
+    assert pack(sources, packed).returncode == 0
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "SURGE_PACK": str(packed), "SURGE_PYTHON": sys.executable,
+           "SURGE_GPU_TINY": "1", "SURGE_RUNS": str(tmp_path / "runs"), "SURGE_SITE": str(tmp_path / "site")}
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_train.sh")], env=env, capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    files = sorted(p.name for p in out.iterdir())
+    assert files == sorted(["surge-x4-gpu.safetensors", "surge-x4-gpu-psnr.safetensors", "eval-gan.json",
+                            "eval-psnr.json", "log-gan.csv", "log-psnr.csv", "gpu_train.log"])
+    model = surge.load_model(out / "surge-x4-gpu.safetensors")
+    assert model.provenance["stage"] == "gan" and int(model.provenance["steps"]) == 2
+    psnr_model = surge.load_model(out / "surge-x4-gpu-psnr.safetensors")
+    assert psnr_model.provenance["stage"] == "psnr"
+    for name in ("eval-gan.json", "eval-psnr.json"):
+        scores = json.loads((out / name).read_text())
+        assert "Set5" in json.dumps(scores) and "Set14" in json.dumps(scores)
+    log = (out / "gpu_train.log").read_text()
+    assert "stage 2: configs/paper-gan.toml" in log and "== done" in log
+    # Stage 2 started from stage 1's weights, as the config's init_from says.
+    config = json.loads((tmp_path / "runs" / "paper-gan" / "config.json").read_text())
+    assert config["train"]["init_from"].startswith(str(tmp_path / "runs" / "paper-psnr"))
+
+
+def test_gpu_train_script_without_pack_fails_clearly(tmp_path):
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "SURGE_PACK": str(tmp_path / "missing"),
+           "SURGE_PYTHON": sys.executable, "SURGE_GPU_TINY": "1"}
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_train.sh")], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 3
+    assert "packed data not found" in proc.stderr and str(tmp_path / "missing") in proc.stderr
