@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         shutdown(ctx)
     if ctx.is_main:
         summary = {"run_dir": str(result.run_dir), "step": result.step, "best_val_psnr_y": result.best_psnr,
-                   "interrupted": result.interrupted}
+                   "interrupted": result.interrupted, "budget_spent": result.budget_spent}
         print(json.dumps(summary))
     return 130 if result.interrupted else 0
 

@@ -49,7 +49,8 @@ class TrainResult:
     run_dir: Path
     step: int
     best_psnr: float | None
-    interrupted: bool
+    interrupted: bool  # by a signal (exit 130); a spent time budget is a normal end
+    budget_spent: bool = False
 
 
 def _lr_lambda(cfg: ExperimentConfig):
@@ -250,10 +251,10 @@ class Trainer:
         if "loss_critic" in row:
             values["critic"] = row["loss_critic"]
         bad = [k for k, v in values.items() if not math.isfinite(v)]
-        if bad or not math.isfinite(float(total)):
+        if bad or not math.isfinite(float(total.detach())):
             raise TrainingDiverged(
                 f"non-finite loss at step {self.step + 1} ({', '.join(bad) or 'total'}: "
-                f"{json.dumps({k: values[k] for k in bad} or float(total))}); stopped, last good checkpoint kept in "
+                f"{json.dumps({k: values[k] for k in bad} or float(total.detach()))}); stopped, last good checkpoint kept in "
                 f"{self.run_dir / 'last.pt'}"
             )
 
@@ -321,7 +322,7 @@ class Trainer:
             self.critic.train()
         bar = tqdm(total=cfg.train.steps, initial=self.step, desc=cfg.train.name, unit="step",
                    disable=not ctx.is_main, dynamic_ncols=True, file=sys.stderr)
-        interrupted = False
+        interrupted = budget_spent = False
         try:
             for lr, hr in loader:
                 lr, hr = lr.to(self.device, non_blocking=True), hr.to(self.device, non_blocking=True)
@@ -340,7 +341,7 @@ class Trainer:
                     self.save("last")
                 over_budget = cfg.train.max_minutes and time.time() - self._t0 > 60 * cfg.train.max_minutes
                 if broadcast_flag(ctx, self._stop_requested or bool(over_budget)):
-                    interrupted = True
+                    interrupted, budget_spent = not over_budget, bool(over_budget)
                     if over_budget:  # a budgeted run ends like a finished one: validated, best kept
                         self._validate_and_keep_best(runlog, bar)
                     self.save("last")
@@ -354,7 +355,7 @@ class Trainer:
                 signal.signal(s, h)
             if runlog is not None:
                 runlog.close()
-        return TrainResult(self.run_dir, self.step, self.best_psnr, interrupted)
+        return TrainResult(self.run_dir, self.step, self.best_psnr, interrupted, budget_spent)
 
     def _validate_and_keep_best(self, runlog, bar) -> None:
         psnr = self.validate()
