@@ -22,6 +22,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", help="where to write the run (default: <train.out_dir>/<train.name>)")
 
 
+def parse_with_overrides(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Parse, accepting ``key=value`` overrides after options too (``CONFIG --resume DIR k=v``)."""
+    args, extra = parser.parse_known_args(argv)
+    stray = [e for e in extra if "=" not in e or e.startswith("-")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = [*getattr(args, "overrides", []), *extra]
+    return args
+
+
 def run(args: argparse.Namespace) -> int:
     from surge.training.checkpoint import load_checkpoint
     from surge.training.config import apply_overrides, config_from_dict, load_config
@@ -56,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m surge.train", description=__doc__.splitlines()[0])
     add_arguments(p)
-    args = p.parse_args(argv)
+    args = parse_with_overrides(p, argv)
     try:
         return run(args)
     except SurgeError as exc:

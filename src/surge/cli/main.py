@@ -53,7 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     from surge.errors import SurgeError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["train"]:
+        from surge.train import parse_with_overrides
+
+        args = parse_with_overrides(parser, argv)
+    else:
+        args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0
