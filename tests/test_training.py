@@ -211,9 +211,9 @@ def test_exported_weights_carry_provenance(tmp_path, hr_dir):
 def test_two_process_ddp_run_resumes_in_a_single_process(tmp_path, hr_dir):
     cfg = write_config(tmp_path, hr_dir, gan=True, steps=4, ckpt=2)
     run_dir = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "surge.train", str(cfg), "--run-dir", str(run_dir)]
-    done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     assert load_checkpoint(run_dir / "last.pt")["step"] == 4
     assert len(read_losses(run_dir)) == 4  # only rank 0 logs

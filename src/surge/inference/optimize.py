@@ -7,8 +7,8 @@ float rounding differs by ~1e-6) make the SuRGe generator cheaper to run:
 * **BatchNorm folding.** In eval mode ``BN(conv(x)) = conv'(x)`` with
   ``w' = w * g / sqrt(var + eps)`` and ``b' = (b - mean) * g / sqrt(var + eps) + beta``; the
   BatchNorm becomes ``Identity``. Pairs are found by tracing the network with ``torch.fx``
-  (a BN counts only when its sole input is a conv whose output nothing else reads), so the
-  rule is the data flow, not module names.
+  (a BN qualifies only when every call of it reads one conv whose output nothing else
+  reads), so the rule is the data flow, not module names.
 * **Sub-pixel rewrite of "nearest x2 upsample, then a k x k conv"** (SuRGe's ``U0 -> C1`` and
   ``U1 -> out``). A conv of radius ``r`` over a nearest-upsampled map reads, for each of the
   4 output phases, only ``ceil(r/2)`` low-resolution pixels each side, so it equals a
@@ -19,11 +19,12 @@ float rounding differs by ~1e-6) make the SuRGe generator cheaper to run:
   resolution too.
 
 Precision: :func:`auto_precision` picks bf16 on a CPU only where the CPU *has* native bf16
-arithmetic (AVX512-BF16 or AMX, read from ``/proc/cpuinfo`` and oneDNN), fp16 on CUDA
-(bf16 where the GPU has no fast fp16, never), and fp32 otherwise -- and only if the model
-allows it (``SRModel.precisions``) and its file's provenance does not veto it
-(``provenance["auto_precision"] = "fp32"``, written by whoever measured that a trained model
-loses more than 0.05 dB Set5 PSNR-Y in reduced precision).
+arithmetic (AVX512-BF16 or AMX on x86, the bf16 extension on arm64; read from
+``/proc/cpuinfo`` and checked with oneDNN), fp16 on CUDA GPUs with tensor cores (bf16 second
+on sm80+), and fp32 otherwise -- and only if the model allows it (``SRModel.precisions``)
+and its file's provenance does not veto it (``provenance["auto_precision"] = "fp32"``,
+written by whoever measured that a trained model loses more than 0.05 dB Set5 PSNR-Y in
+reduced precision).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from torch import nn
 
 from surge.errors import SurgeError
 
-# Reduced precisions in the order "auto" prefers them.
+# Reduced precision names -> torch dtypes.
 REDUCED_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # What a model file's provenance may say under this key to limit "auto".
 PROVENANCE_KEY = "auto_precision"
