@@ -262,7 +262,9 @@ class Trainer:
     def _update_ema(self) -> None:
         if self.ema is None:
             return
-        d = self.cfg.optim.ema_decay
+        # Warm-up (as in timm/ultralytics): early on, the average must not be dominated by the
+        # untrained initial weights, so the effective decay grows from ~0.1 to ema_decay.
+        d = min(self.cfg.optim.ema_decay, (1 + self.step) / (10 + self.step))
         for e, p in zip(self.ema.parameters(), self.g_module.parameters()):
             e.lerp_(p.detach(), 1 - d)
         for e, b in zip(self.ema.buffers(), self.g_module.buffers()):
