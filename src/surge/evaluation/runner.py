@@ -34,13 +34,11 @@ is its own Y, as in the MATLAB protocol; the 16-235 YCbCr scaling is not applied
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import tempfile
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +48,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
+from surge.atomic import atomic_output as _atomic_output
 from surge.errors import DatasetError, ImageReadError, ImageWriteError, SurgeError
 from surge.evaluation import metrics
 from surge.evaluation.datasets import BenchmarkSet, Skipped, discover_set, find_set, load_pair
@@ -404,30 +403,9 @@ def all_complete(results: Iterable[SetResult]) -> bool:
 # Output files
 
 
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[str]:
-    """Yield a temp file name next to ``path``; on success it replaces ``path`` atomically.
-
-    The temp file gets the permissions a plain ``open()`` would (umask), is removed on any
-    failure, and OS errors become one-line :class:`ImageWriteError` naming ``path``.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-    except OSError as exc:
-        raise ImageWriteError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise ImageWriteError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+def atomic_output(path: str | os.PathLike):
+    """:func:`surge.atomic.atomic_output` raising :class:`ImageWriteError`."""
+    return _atomic_output(path, ImageWriteError)
 
 
 def save_png(img: np.ndarray, path: str | os.PathLike, protect: Collection[Path] = frozenset()) -> Path:

@@ -7,7 +7,7 @@ A config fully determines the module's parameters, so it travels inside every we
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from surge.errors import ConfigError

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from surge.atomic import atomic_output
 from surge.errors import ModelFileError
 from surge.models.config import CriticConfig, GeneratorConfig
 from surge.models.critic import Critic
@@ -63,15 +63,8 @@ def save_model(
         "surge.config": json.dumps(module.config.to_dict()),
         "surge.provenance": json.dumps(provenance or {}, sort_keys=True),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path, ModelFileError) as tmp:
         save_file(state, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
