@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from surge.atomic import atomic_output
 from surge.errors import SurgeError
 
 DEFAULT_OPSET = 17
@@ -64,34 +65,30 @@ def export_onnx(
     if any(p.dtype != torch.float32 for p in network.parameters()):
         network = copy.deepcopy(network).float()
     sample = torch.rand(1, in_channels, sample_size, sample_size, device=_device_of(network))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        with warnings.catch_warnings():
-            # The TorchScript exporter is deprecated in favour of the torch.export one, which
-            # needs the extra 'onnxscript' package; this one is stable for plain conv nets.
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                network,
-                (sample,),
-                tmp,
-                dynamo=False,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
-                              OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"}},
-                opset_version=opset,
-                do_constant_folding=True,
-            )
-        model = onnx.load(tmp)
-        onnx.checker.check_model(model)
-        check_dynamic_resize(model, path)
-        os.replace(tmp, path)
+        with atomic_output(path, OnnxError) as tmp:
+            with warnings.catch_warnings():
+                # The TorchScript exporter is deprecated in favour of the torch.export one, which
+                # needs the extra 'onnxscript' package; this one is stable for plain conv nets.
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    network,
+                    (sample,),
+                    tmp,
+                    dynamo=False,
+                    input_names=[INPUT_NAME],
+                    output_names=[OUTPUT_NAME],
+                    dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+                                  OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"}},
+                    opset_version=opset,
+                    do_constant_folding=True,
+                )
+            model = onnx.load(tmp)
+            onnx.checker.check_model(model)
+            check_dynamic_resize(model, path)
     except OnnxError:
-        Path(tmp).unlink(missing_ok=True)
         raise
     except Exception as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise OnnxError(f"{path}: ONNX export failed ({str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__})") from None
     return path
 
