@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from surge.data.pairs import PairDataset, load_hr_images
+from surge.data.pairs import PairDataset, load_hr_images, load_training_pairs
 from surge.errors import ConfigError, DatasetError
 from surge.training.checkpoint import load_checkpoint
 from surge.training.config import load_config
@@ -101,6 +101,32 @@ def test_pairs_are_deterministic_and_lr_is_matlab_bicubic(hr_dir):
     hr_u8 = (hr.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     assert np.array_equal((lr.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), imresize(hr_u8, 0.25))
     assert not torch.equal(a[4][1], PairDataset(images, 32, seed=4)[4][1])
+
+
+def test_pairs_from_an_lr_folder_are_aligned_crops(tmp_path, hr_dir):
+    from surge.imaging.bicubic import imresize
+
+    lr_dir = tmp_path / "lr"
+    lr_dir.mkdir()
+    for path in sorted(hr_dir.glob("[0-9].png"))[:5]:
+        hr = np.asarray(Image.open(path).convert("RGB"))
+        Image.fromarray(imresize(hr, 0.25)).save(lr_dir / f"{path.stem}x4.png")  # DIV2K-style name
+    # "5.png" has no LR: skipped and counted, like the broken file
+    images, lrs, report = load_training_pairs([hr_dir], [lr_dir], min_size=32)
+    assert len(images) == len(lrs) == 5 and len(report.skipped_unreadable) == 2
+    ds = PairDataset(images, 32, seed=1, lr_images=lrs)
+    for k in range(8):
+        lr, hr = ds[k]
+        hr_u8 = (hr.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        expect = imresize(hr_u8, 0.25).astype(int)
+        got = (lr.permute(1, 2, 0).numpy() * 255).round().astype(int)
+        # a crop of the whole-image LR equals the LR of the crop away from the crop's border
+        assert np.abs(got[2:-2, 2:-2] - expect[2:-2, 2:-2]).max() <= 1
+
+
+def test_lr_folder_count_must_match(tmp_path, hr_dir):
+    with pytest.raises(DatasetError, match="one per HR folder"):
+        load_training_pairs([hr_dir], [tmp_path, tmp_path], 32)
 
 
 def test_missing_training_folder(tmp_path):

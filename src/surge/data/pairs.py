@@ -41,28 +41,69 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def load_hr_images(folders: list[str | Path], min_size: int) -> tuple[list[np.ndarray], LoadReport]:
-    """Decode every image once (the 291-image set is ~70 MB of pixels) as RGB uint8."""
-    images, unreadable, small = [], [], []
-    for folder in folders:
-        folder = Path(folder)
+def _read_rgb(path: Path) -> np.ndarray | None:
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except Exception as exc:  # a corrupt file must not stop a long run
+        log.warning("skipping unreadable training image %s: %s", path, exc)
+        return None
+
+
+def _find_lr(hr_path: Path, lr_folder: Path, hr_folder: Path, scale: int) -> Path | None:
+    # Accept the common namings: same relative name, or "<stem>x4" (DIV2K, SelfExSR), any suffix.
+    rel = hr_path.relative_to(hr_folder).with_suffix("")
+    for stem in (rel.name, f"{rel.name}x{scale}"):
+        for cand in sorted((lr_folder / rel.parent).glob(f"{stem}.*")):
+            if cand.suffix.lower() in IMAGE_SUFFIXES:
+                return cand
+    return None
+
+
+def load_training_pairs(
+    hr_folders: list[str | Path], lr_folders: list[str | Path] | None, min_size: int, scale: int = 4
+) -> tuple[list[np.ndarray], list[np.ndarray] | None, LoadReport]:
+    """Decode every training image once (the 291-image set is ~70 MB of pixels), RGB uint8.
+
+    With ``lr_folders`` (one per HR folder) the LR images are read instead of made: an HR image
+    whose LR is missing, unreadable or not exactly 1/scale of the HR (after cropping HR to a
+    multiple of ``scale``) is skipped and counted as unreadable.
+    """
+    if lr_folders and len(lr_folders) != len(hr_folders):
+        raise DatasetError(f"{len(lr_folders)} LR folders given for {len(hr_folders)} HR folders: give one per HR folder")
+    images, lrs, unreadable, small = [], [], [], []
+    for i, folder in enumerate(map(Path, hr_folders)):
         if not folder.is_dir():
             raise DatasetError(f"{folder}: training folder not found")
+        lr_folder = Path(lr_folders[i]) if lr_folders else None
+        if lr_folder is not None and not lr_folder.is_dir():
+            raise DatasetError(f"{lr_folder}: LR training folder not found")
         for path in list_images(folder):
-            try:
-                with Image.open(path) as im:
-                    arr = np.asarray(im.convert("RGB"))
-            except Exception as exc:  # a corrupt file must not stop a long run
-                log.warning("skipping unreadable training image %s: %s", path, exc)
+            arr = _read_rgb(path)
+            if arr is None:
                 unreadable.append(str(path))
                 continue
             if min(arr.shape[:2]) < min_size:
                 small.append(str(path))
                 continue
+            if lr_folder is not None:
+                lr_path = _find_lr(path, lr_folder, folder, scale)
+                lr = _read_rgb(lr_path) if lr_path is not None else None
+                h, w = lr.shape[:2] if lr is not None else (0, 0)
+                if lr is None or (h * scale, w * scale) != (arr.shape[0] // scale * scale, arr.shape[1] // scale * scale):
+                    log.warning("skipping %s: no matching x%d LR image in %s", path, scale, lr_folder)
+                    unreadable.append(str(path))
+                    continue
+                lrs.append(lr)
             images.append(arr)
     if not images:
-        raise DatasetError(f"no usable training images (>= {min_size}px) in {', '.join(map(str, folders))}")
-    return images, LoadReport(len(images), unreadable, small)
+        raise DatasetError(f"no usable training images (>= {min_size}px) in {', '.join(map(str, hr_folders))}")
+    return images, (lrs if lr_folders else None), LoadReport(len(images), unreadable, small)
+
+
+def load_hr_images(folders: list[str | Path], min_size: int) -> tuple[list[np.ndarray], LoadReport]:
+    images, _, report = load_training_pairs(folders, None, min_size)
+    return images, report
 
 
 class PairDataset(torch.utils.data.Dataset):
@@ -80,11 +121,13 @@ class PairDataset(torch.utils.data.Dataset):
         seed: int = 0,
         augment: bool = True,
         lr_quantize: bool = True,
+        lr_images: list[np.ndarray] | None = None,
     ):
         if hr_size % scale:
             raise DatasetError(f"HR crop size {hr_size} is not a multiple of the scale {scale}")
         self.images, self.hr_size, self.scale = images, hr_size, scale
         self.seed, self.augment, self.lr_quantize = seed, augment, lr_quantize
+        self.lr_images = lr_images
 
     def __len__(self) -> int:  # effectively infinite; the sampler decides which k are used
         return 2**62
@@ -97,23 +140,46 @@ class PairDataset(torch.utils.data.Dataset):
         return int(perm[pos])
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        img = self.images[self.image_index(k)]
+        index = self.image_index(k)
         rng = np.random.default_rng([self.seed, 2, k])
-        s = self.hr_size
-        top = int(rng.integers(0, img.shape[0] - s + 1))
-        left = int(rng.integers(0, img.shape[1] - s + 1))
-        hr = img[top : top + s, left : left + s]
+        if self.lr_images is not None:
+            lr, hr = self._crop_given_lr(index, rng)
+        else:
+            img, s = self.images[index], self.hr_size
+            top = int(rng.integers(0, img.shape[0] - s + 1))
+            left = int(rng.integers(0, img.shape[1] - s + 1))
+            hr, lr = img[top : top + s, left : left + s], None
         if self.augment:
-            if rng.random() < 0.5:
-                hr = hr[:, ::-1]
-            if rng.random() < 0.5:
-                hr = hr[::-1, :]
-            hr = np.rot90(hr, k=int(rng.integers(0, 4)))
+            ops = _draw_augmentation(rng)
+            hr = _augment(hr, ops)
+            lr = _augment(lr, ops) if lr is not None else None
         hr = np.ascontiguousarray(hr)
-        lr = imresize(hr, scale=1 / self.scale)  # uint8 in -> uint8 out: quantised like benchmark LR
-        if not self.lr_quantize:
-            lr = np.clip(imresize(hr.astype(np.float64) / 255, scale=1 / self.scale), 0, 1) * 255
+        if lr is None:
+            lr = imresize(hr, scale=1 / self.scale)  # uint8 in -> uint8 out: quantised like benchmark LR
+            if not self.lr_quantize:
+                lr = np.clip(imresize(hr.astype(np.float64) / 255, scale=1 / self.scale), 0, 1) * 255
         return _to_tensor(lr), _to_tensor(hr)
+
+    def _crop_given_lr(self, index: int, rng) -> tuple[np.ndarray, np.ndarray]:
+        lr_img, hr_img, s = self.lr_images[index], self.images[index], self.hr_size // self.scale
+        top = int(rng.integers(0, lr_img.shape[0] - s + 1))
+        left = int(rng.integers(0, lr_img.shape[1] - s + 1))
+        r = self.scale
+        return lr_img[top : top + s, left : left + s], hr_img[r * top : r * (top + s), r * left : r * (left + s)]
+
+
+def _draw_augmentation(rng) -> tuple[bool, bool, int]:
+    """(horizontal flip, vertical flip, quarter turns), drawn once per sample."""
+    return rng.random() < 0.5, rng.random() < 0.5, int(rng.integers(0, 4))
+
+
+def _augment(img: np.ndarray, ops: tuple[bool, bool, int]) -> np.ndarray:
+    hflip, vflip, turns = ops
+    if hflip:
+        img = img[:, ::-1]
+    if vflip:
+        img = img[::-1, :]
+    return np.rot90(img, k=turns)
 
 
 def _to_tensor(arr: np.ndarray) -> torch.Tensor:

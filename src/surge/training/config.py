@@ -22,6 +22,9 @@ from surge.models.config import GENERATOR_PRESETS, CriticConfig, GeneratorConfig
 @dataclass(frozen=True)
 class DataConfig:
     train_dirs: tuple[str, ...] = ("../shared/datasets/train/T91", "../shared/datasets/train/BSD200")
+    # Optional LR folders, one per train_dir (file "<name>.*" or "<name>x4.*"); empty = LR made
+    # on the fly with the MATLAB-compatible bicubic.
+    lr_dirs: tuple[str, ...] = ()
     hr_size: int = 96
     batch_size: int = 16
     workers: int = 0
@@ -35,6 +38,8 @@ class DataConfig:
             raise ConfigError("data.batch_size must be >= 1")
         if self.workers < 0:
             raise ConfigError("data.workers must be >= 0")
+        if self.lr_dirs and len(self.lr_dirs) != len(self.train_dirs):
+            raise ConfigError(f"data.lr_dirs must list one folder per data.train_dirs entry ({len(self.train_dirs)})")
 
 
 @dataclass(frozen=True)

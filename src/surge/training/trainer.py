@@ -25,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from surge import __version__
-from surge.data.pairs import PairDataset, StepSampler, load_hr_images
+from surge.data.pairs import PairDataset, StepSampler, load_training_pairs
 from surge.errors import SurgeError
 from surge.losses import adversarial, divergence, pixel
 from surge.losses.combine import generator_objective
@@ -293,10 +293,13 @@ class Trainer:
     # --- the loop ---------------------------------------------------------------------
     def _loader(self, start_step: int):
         cfg = self.cfg
-        images, report = load_hr_images(list(cfg.data.train_dirs), cfg.data.hr_size)
+        images, lr_images, report = load_training_pairs(
+            list(cfg.data.train_dirs), list(cfg.data.lr_dirs) or None, cfg.data.hr_size
+        )
         if self.ctx.is_main:
             log.info(report.summary())
-        dataset = PairDataset(images, cfg.data.hr_size, seed=cfg.train.seed, augment=cfg.data.augment)
+        dataset = PairDataset(images, cfg.data.hr_size, seed=cfg.train.seed, augment=cfg.data.augment,
+                              lr_images=lr_images)
         sampler = StepSampler(start_step, cfg.train.steps, cfg.data.batch_size, self.ctx.rank, self.ctx.world_size)
         return torch.utils.data.DataLoader(
             dataset, batch_size=sampler.local, sampler=sampler, num_workers=cfg.data.workers,
