@@ -202,8 +202,8 @@ main() {
 
     echo "== stage 1: configs/paper-psnr.toml for up to $PSNR_MINUTES min"
     train_stage configs/paper-psnr.toml "$RUNS/paper-psnr" "train.max_minutes=$PSNR_MINUTES"
-    local psnr_weights=$RUNS/paper-psnr/best.safetensors
-    [[ -f $psnr_weights ]] || psnr_weights=$RUNS/paper-psnr/last.safetensors
+    # The final weights, not the best on the validation set: no model selection on a benchmark.
+    local psnr_weights=$RUNS/paper-psnr/last.safetensors
     cp "$psnr_weights" "$OUT/surge-x4-gpu-psnr.safetensors"
     cp "$RUNS/paper-psnr/log.csv" "$OUT/log-psnr.csv"
     evaluate "$OUT/surge-x4-gpu-psnr.safetensors" "$OUT/eval-psnr.json"
