@@ -204,3 +204,22 @@ def test_default_model_is_a_loadable_model():
     from surge.models.registry import default_model_name
 
     assert surge.load_model("default").name == default_model_name()
+
+
+def test_model_files_get_ordinary_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    path = save_model(SuRGeGenerator(CONFIGS[0]), tmp_path / "m.safetensors")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's/safetensors' 0600
+
+
+def test_bundled_models_load_and_carry_their_provenance():
+    from surge.models.registry import BUNDLED, bundled_path
+
+    shipped = [name for name in BUNDLED if bundled_path(name) is not None]
+    for name in shipped:
+        model = surge.load_model(name)
+        assert {"steps", "training_data", "scores"} <= set(model.provenance), name
+        assert set(model.provenance["scores"]) == {"Set5", "Set14", "BSD100"}

@@ -33,11 +33,12 @@ def atomic_output(path: str | os.PathLike, error: type[SurgeError] = SurgeError)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
-        os.chmod(tmp, 0o666 & ~_umask())
     except OSError as exc:
         raise error(f"{path}: cannot write ({exc.strerror or exc})") from None
     try:
         yield tmp
+        # After writing: some writers (safetensors) replace the temp file with their own 0600 one.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as exc:
         raise error(f"{path}: cannot write ({exc.strerror or exc})") from None
