@@ -94,7 +94,7 @@ def test_config_validation_errors_are_clear():
         GeneratorConfig(head_kernel=4)
     with pytest.raises(ConfigError, match="norm"):
         GeneratorConfig(norm="layer")
-    with pytest.raises(ConfigError, match="unknown generator config key"):
+    with pytest.raises(ConfigError, match=r"generator config: unknown key\(s\) widht0"):
         GeneratorConfig.from_dict({"widht0": 3})
 
 

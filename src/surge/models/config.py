@@ -75,7 +75,7 @@ class GeneratorConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "GeneratorConfig":
-        return _from_dict(cls, data, "generator")
+        return dataclass_from_dict(cls, data, "generator config")
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class CriticConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "CriticConfig":
-        return _from_dict(cls, data, "critic")
+        return dataclass_from_dict(cls, data, "critic config")
 
 
 def _check_simplex(name: str, values, n: int) -> None:
@@ -114,19 +114,22 @@ def _check_simplex(name: str, values, n: int) -> None:
         raise ConfigError(f"generator.{name} must be {n} positive weights summing to 1, got {values!r}")
 
 
-def _from_dict(cls, data: dict, what: str):
+def dataclass_from_dict(cls, data: dict, where: str):
+    """Build a config dataclass from a mapping (TOML, JSON), naming ``where`` in every error.
+
+    Lists become tuples (TOML/JSON have no tuples); unknown keys are an error, not ignored.
+    """
     if not isinstance(data, dict):
-        raise ConfigError(f"{what} config must be a mapping, got {type(data).__name__}")
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(known))
+        raise ConfigError(f"{where}: must be a mapping, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"unknown {what} config key(s): {', '.join(unknown)}")
-    values = {}
-    for key, value in data.items():
-        if isinstance(value, list):
-            value = tuple(value)
-        values[key] = value
-    return cls(**values)
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 # Named architecture presets, usable before any weights exist (`surge info surge`).

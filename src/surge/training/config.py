@@ -16,7 +16,7 @@ from typing import Literal
 
 from surge.errors import ConfigError
 from surge.losses.combine import LossConfig
-from surge.models.config import GENERATOR_PRESETS, CriticConfig, GeneratorConfig
+from surge.models.config import GENERATOR_PRESETS, CriticConfig, GeneratorConfig, dataclass_from_dict
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ class ExperimentConfig:
                     raise ConfigError(f"{source}: unknown generator preset {preset!r} (known: {', '.join(GENERATOR_PRESETS)})")
                 section = {**GENERATOR_PRESETS[preset].to_dict(), **section}
             try:
-                values[name] = _build(section_cls, section, f"{source}: [{name}]")
+                values[name] = dataclass_from_dict(section_cls, section, f"{source}: [{name}]")
             except ConfigError as exc:
                 msg = str(exc)
                 raise ConfigError(msg if msg.startswith(source) else f"{source}: {msg}") from None
@@ -140,18 +140,6 @@ def _section_class(name: str):
         "data": DataConfig, "generator": GeneratorConfig, "critic": CriticConfig,
         "optim": OptimConfig, "loss": LossConfig, "train": TrainConfig,
     }[name]
-
-
-def _build(cls, values: dict, where: str):
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    clean = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    try:
-        return cls(**clean)
-    except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
