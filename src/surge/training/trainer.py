@@ -315,6 +315,9 @@ class Trainer:
     def run(self) -> TrainResult:
         cfg, ctx = self.cfg, self.ctx
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if ctx.is_main:  # a run killed mid-write (SIGKILL) leaves its temp files; the targets are intact
+            for stale in [*self.run_dir.glob(".*.tmp"), *self.run_dir.glob("*.tmp")]:
+                stale.unlink(missing_ok=True)
         runlog = RunLog(self.run_dir / "log.csv", resume_step=self.step) if ctx.is_main else None
         loader, report = self._loader(self.step)
         if runlog is not None and self.step == 0:
