@@ -407,7 +407,7 @@ def test_loss_config_rejects_bad_values(kwargs, message):
 
 
 def test_loss_config_from_dict_rejects_unknown_keys():
-    with pytest.raises(ConfigError, match="unknown loss config key.*lambda_gp"):
+    with pytest.raises(ConfigError, match=r"loss config: unknown key.*lambda_gp"):
         LossConfig.from_dict({"lambda_gp": 10})
 
 

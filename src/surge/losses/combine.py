@@ -181,13 +181,9 @@ class LossConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "LossConfig":
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"loss config must be a mapping, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown loss config key(s): {', '.join(unknown)}")
-        return cls(**dict(data))
+        from surge.models.config import dataclass_from_dict
+
+        return dataclass_from_dict(cls, dict(data) if isinstance(data, Mapping) else data, "loss config")
 
 
 def generator_objective(
