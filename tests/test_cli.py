@@ -225,3 +225,12 @@ def test_onnxruntime_backend(tmp_path):
     ort = read_image(tmp_path / "out" / "a_x4.png")[0].astype(int)
     assert main([*args, "--precision", "fp32", "--overwrite"]) == 0
     assert np.abs(ort - read_image(tmp_path / "out" / "a_x4.png")[0]).max() <= 1
+
+
+def test_top_level_help_does_not_import_torch():
+    # `surge --help` should answer at once; each subcommand module imports torch (~1-2 s).
+    code = ("import sys\nfrom surge.cli.main import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "upscale" in out and "export" in out  # every subcommand is still listed
+    assert out.strip().endswith("False")

@@ -27,7 +27,20 @@ def _module(name: str):
     return importlib.import_module(f"surge.cli.{name}_cmd")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen_command(argv: list[str]) -> str | None:
+    """The subcommand named on the command line, if any (the first non-option word)."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in SUBCOMMANDS else None
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser; with ``argv``, only the chosen subcommand's module is imported.
+
+    The subcommand modules import torch (~1-2 s); `surge --help` and `surge info --help` should not
+    pay for the other six.
+    """
     from surge import __version__
 
     parser = argparse.ArgumentParser(
@@ -36,14 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"surge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = _chosen_command(argv) if argv is not None else None
     for name, help_text in SUBCOMMANDS.items():
-        try:
-            module = _module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("surge.cli."):
-                continue  # subcommand not built yet
-            raise
         p = sub.add_parser(name, help=help_text, description=help_text)
+        if argv is not None and name != chosen:
+            continue  # listed in the help, never parsed in this run
+        module = _module(name)
         module.add_parser(p)
         p.set_defaults(_run=module.run)
     return parser
@@ -52,9 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from surge.errors import SurgeError
 
-    parser = build_parser()
     if argv is None:
         argv = sys.argv[1:]
+    parser = build_parser(argv)
     if argv[:1] == ["train"]:
         from surge.train import parse_with_overrides
 
