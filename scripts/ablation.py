@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -76,47 +77,73 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="../shared/datasets/benchmark")
     p.add_argument("--sets", nargs="+", default=["Set5", "Set14", "BSD100"])
     p.add_argument("--out", default="docs/results/ablation")
-    p.add_argument("--only", nargs="*", help="run only these row names (for testing)")
+    p.add_argument("--only", nargs="*", help="run only these row names")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0],
+                   help="run the rows with each of these seeds (repeats measure run-to-run spread)")
+    p.add_argument("--max-seed", type=int, default=9, help="highest seed looked for when building the table")
     p.add_argument("--extra", nargs="*", default=[], help="overrides added to every run (e.g. for a smoke test)")
     args = p.parse_args(argv)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     surge = [sys.executable, "-m", "surge.cli.main"]
-    results = {}
-    for row in rows(args.psnr_weights, args.gan_steps, args.scratch_minutes):
-        if args.only and row.name not in args.only:
-            continue
-        run_dir = out / "runs" / slug(row.name)
-        weights = run_dir / "last.safetensors"
-        if not (run_dir / "eval.json").exists():
+    all_rows = rows(args.psnr_weights, args.gan_steps, args.scratch_minutes)
+    for seed in args.seeds:
+        for row in all_rows:
+            if args.only and row.name not in args.only:
+                continue
+            run_dir = out / "runs" / run_name(row, seed)
+            weights = run_dir / "last.safetensors"
+            if (run_dir / "eval.json").exists():
+                continue
             if not weights.exists():
-                run([*surge, "train", row.config, *row.overrides, f"train.name={slug(row.name)}", *args.extra,
-                     "--run-dir", str(run_dir)])
+                run([*surge, "train", row.config, *row.overrides, f"train.seed={seed}",
+                     f"train.name={run_name(row, seed)}", *args.extra, "--run-dir", str(run_dir)])
             run([*surge, "eval", "--model", str(weights), "--data", args.data, "--sets", *args.sets,
                  "--json", str(run_dir / "eval.json")])
-        results[row] = json.loads((run_dir / "eval.json").read_text())
+    # The table covers every finished run in the folder, also those of earlier invocations, so rows
+    # and seeds can be added one at a time.
+    results = {}
+    for row in all_rows:
+        for seed in range(args.max_seed + 1):
+            run_dir = out / "runs" / run_name(row, seed)
+            if (run_dir / "eval.json").exists():
+                results[row, seed] = json.loads((run_dir / "eval.json").read_text())
+                _keep_record(run_dir, out / "records" / run_name(row, seed))
     write_table(results, out / "ablation.md", args)
-    plot_curves(results, out / "loss_curves.png")
+    plot_curves({row: res for (row, seed), res in results.items() if seed == 0}, out / "loss_curves.png")
     return 0
+
+
+def run_name(row: Row, seed: int) -> str:
+    return slug(row.name) if seed == 0 else f"{slug(row.name)}-seed{seed}"
+
+
+def _keep_record(run_dir: Path, dest: Path) -> None:
+    # The run folders hold weights and optimiser state (ignored by git); the log, config and scores
+    # are small and are what a reader needs to check the table and redraw the curves.
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("log.csv", "config.json", "eval.json", "data.json"):
+        if (run_dir / name).exists():
+            shutil.copyfile(run_dir / name, dest / name)
 
 
 def write_table(results: dict, path: Path, args) -> None:
     sets = args.sets
     lines = [
-        "# Ablation (equal seed and data; loss terms: equal steps from the same PSNR weights; "
+        "# Ablation (same data and seeds; loss terms: equal steps from the same PSNR weights; "
         "generator: equal wall-clock budget from scratch)",
         "",
         f"Command: `python scripts/ablation.py --psnr-weights {args.psnr_weights} --gan-steps {args.gan_steps} "
         f"--scratch-minutes {args.scratch_minutes}`",
         "",
-        "| group | run | steps | " + " | ".join(f"{s} PSNR-Y / SSIM-Y" for s in sets) + " |",
-        "|---|---|---|" + "---|" * len(sets),
+        "| group | run | seed | steps | " + " | ".join(f"{s} PSNR-Y / SSIM-Y" for s in sets) + " |",
+        "|---|---|---|---|" + "---|" * len(sets),
     ]
-    for row, res in results.items():
-        steps = _last_step(Path(args.out) / "runs" / slug(row.name))
+    for (row, seed), res in results.items():
+        steps = _last_step(Path(args.out) / "runs" / run_name(row, seed))
         cells = [f"{res[s]['psnr_y']:.2f} / {res[s]['ssim_y']:.4f}" if s in res else "-" for s in sets]
-        lines.append(f"| {row.group} | {row.name} | {steps} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row.group} | {row.name} | {seed} | {steps} | " + " | ".join(cells) + " |")
     path.write_text("\n".join(lines) + "\n")
     print(path.read_text())
 
@@ -126,25 +153,63 @@ def _last_step(run_dir: Path) -> int:
         return max(int(r["step"]) for r in csv.DictReader(f))
 
 
+def _read_log(run_dir: Path) -> list[dict]:
+    with (run_dir / "log.csv").open() as f:
+        return [r for r in csv.DictReader(f) if r.get("loss_l1")]
+
+
+def _smooth(values: list[float], window: int) -> list[float]:
+    # Per-step GAN losses are noisy; a trailing mean keeps the trend readable without shifting it much.
+    out, acc = [], 0.0
+    for i, v in enumerate(values):
+        acc += v
+        if i >= window:
+            acc -= values[i - window]
+        out.append(acc / min(i + 1, window))
+    return out
+
+
+def _series(data: list[dict], key: str, window: int) -> tuple[list[int], list[float]]:
+    pts = [(int(r["step"]), float(r[key])) for r in data if r.get(key) not in (None, "")]
+    return [p[0] for p in pts], _smooth([p[1] for p in pts], window)
+
+
 def plot_curves(results: dict, path: Path) -> None:
+    """Four panels: L1 and the critic's Wasserstein estimate of the loss-term rows, the weights of
+    the combined terms (dynamic and fixed), and L1 of the from-scratch generator rows."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    (ax_l1, ax_w), (ax_weights, ax_gen) = axes
     for row in results:
-        with (path.parent / "runs" / slug(row.name) / "log.csv").open() as f:
-            data = [r for r in csv.DictReader(f) if r.get("loss_l1")]
-        ax = axes[0 if row.group == "loss terms" else 1]
-        ax.plot([int(r["step"]) for r in data], [float(r["loss_l1"]) for r in data], label=row.name, lw=0.8)
-    for ax, title in zip(axes, ("loss terms (fine-tuning): L1", "generator (from scratch): L1")):
-        ax.set_title(title)
+        data = _read_log(path.parent / "runs" / slug(row.name))
+        if row.group != "loss terms":
+            ax_gen.plot(*_series(data, "loss_l1", 5), label=row.name, lw=0.9)
+            continue
+        ax_l1.plot(*_series(data, "loss_l1", 20), label=row.name, lw=0.9)
+        if data and "critic_wasserstein" in data[0]:
+            ax_w.plot(*_series(data, "critic_wasserstein", 20), label=row.name, lw=0.9)
+        for term, style in (("adv", "-"), ("js", "--"), ("gw", ":")):
+            key = f"w_{term}"
+            if data and key in data[0] and "w_js" in data[0]:  # rows that combine several terms
+                ax_weights.plot(*_series(data, key, 1), style, label=f"{row.name}: {term}", lw=0.9)
+    titles = (
+        (ax_l1, "loss terms (fine-tuning): L1 to HR, mean of 20 steps", "log"),
+        (ax_w, "loss terms: critic's Wasserstein estimate, mean of 20 steps", "linear"),
+        (ax_weights, "weights of the combined terms", "linear"),
+        (ax_gen, "generator rows (from scratch, equal wall-clock): L1", "log"),
+    )
+    for ax, title, scale in titles:
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("step")
-        ax.set_yscale("log")
-        ax.legend(fontsize=7)
+        ax.set_yscale(scale)
+        if ax.lines:
+            ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """scripts/ablation.py end to end with tiny settings: runs, evaluates, writes the table and figure."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -24,12 +25,23 @@ def test_ablation_script_tiny(tmp_path, shared_datasets):
     rows = ["+ GW (SuRGe, dynamic weights)", "plain addition of skips"]
     extra = ['generator.preset="surge-tiny"', f'data.train_dirs=["{hr}"]', "data.hr_size=32", "data.batch_size=4",
              'data.val_dir=""', "critic.width=8", "critic.max_width=16", "critic.stages=2", "critic.hidden=16"]
-    subprocess.run([sys.executable, str(REPO / "scripts" / "ablation.py"), "--psnr-weights", str(init),
-                    "--gan-steps", "2", "--scratch-minutes", "0.02", "--sets", "Set5", "--data",
-                    str(shared_datasets / "benchmark"), "--out", str(out), "--only", *rows, "--extra", *extra],
-                   check=True, capture_output=True, cwd=REPO)
+    base = [sys.executable, str(REPO / "scripts" / "ablation.py"), "--psnr-weights", str(init),
+            "--gan-steps", "2", "--scratch-minutes", "0.02", "--sets", "Set5", "--data",
+            str(shared_datasets / "benchmark"), "--out", str(out), "--extra", *extra]
+    subprocess.run([*base, "--only", *rows], check=True, capture_output=True, cwd=REPO)
     table = (out / "ablation.md").read_text()
     for row in rows:
         assert row in table
     assert table.count("| loss terms |") == 1 and table.count("| generator |") == 1
     assert (out / "loss_curves.png").stat().st_size > 1000
+
+    # A later invocation adds a seed repeat of one row; the table keeps the earlier runs.
+    subprocess.run([*base, "--only", rows[0], "--seeds", "1"], check=True, capture_output=True, cwd=REPO)
+    table = (out / "ablation.md").read_text()
+    assert f"| loss terms | {rows[0]} | 0 |" in table and f"| loss terms | {rows[0]} | 1 |" in table
+    assert f"| generator | {rows[1]} | 0 |" in table
+    config = json.loads((out / "runs" / "gw-surge-dynamic-weights-seed1" / "config.json").read_text())
+    assert config["train"]["seed"] == 1
+    records = sorted(p.name for p in (out / "records").iterdir())
+    assert len(records) == 3 and all((out / "records" / r / "log.csv").stat().st_size > 0 for r in records)
+    assert all(json.loads((out / "records" / r / "eval.json").read_text()) for r in records)
