@@ -144,8 +144,44 @@ def write_table(results: dict, path: Path, args) -> None:
         steps = _last_step(Path(args.out) / "runs" / run_name(row, seed))
         cells = [f"{res[s]['psnr_y']:.2f} / {res[s]['ssim_y']:.4f}" if s in res else "-" for s in sets]
         lines.append(f"| {row.group} | {row.name} | {seed} | {steps} | " + " | ".join(cells) + " |")
+    lines += _weight_table(results, Path(args.out))
     path.write_text("\n".join(lines) + "\n")
     print(path.read_text())
+
+
+def weight_stats(log_csv: Path) -> dict | None:
+    """How the adversarial term's weight behaved in a run that combines several terms."""
+    data = _read_log(log_csv.parent)
+    w = [float(r["w_adv"]) for r in data if r.get("w_adv") not in (None, "")]
+    if not w or not any(r.get("w_js") or r.get("w_gw") for r in data):
+        return None
+    adv = [float(r["loss_adv"]) for r in data]
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    return {
+        "mean_w_adv": mean(w),
+        "share_above_0.9": sum(v > 0.9 for v in w) / len(w),
+        "share_below_0.1": sum(v < 0.1 for v in w) / len(w),
+        "mean_w_adv_last_50": mean(w[-50:]),
+        "min_loss_adv": min(adv),
+        "max_loss_adv": max(adv),
+    }
+
+
+def _weight_table(results: dict, out: Path) -> list[str]:
+    # The paper's softmax weights depend on the raw loss values; this shows how they actually moved.
+    lines = ["", "Weight of the adversarial term in the rows that combine several terms (from each `log.csv`):", "",
+             "| run | seed | mean `w_adv` | steps `w_adv` > 0.9 | steps `w_adv` < 0.1 | mean `w_adv`, last 50 steps | range of `L_adv` |",
+             "|---|---|---|---|---|---|---|"]
+    n = 0
+    for row, seed in results:
+        st = weight_stats(out / "runs" / run_name(row, seed) / "log.csv")
+        if st is None:
+            continue
+        n += 1
+        lines.append(f"| {row.name} | {seed} | {st['mean_w_adv']:.3f} | {st['share_above_0.9']:.0%} | "
+                     f"{st['share_below_0.1']:.0%} | {st['mean_w_adv_last_50']:.3f} | "
+                     f"{st['min_loss_adv']:.2f} .. {st['max_loss_adv']:.2f} |")
+    return lines if n else []
 
 
 def _last_step(run_dir: Path) -> int:

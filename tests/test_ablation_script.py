@@ -40,6 +40,7 @@ def test_ablation_script_tiny(tmp_path, shared_datasets):
     table = (out / "ablation.md").read_text()
     assert f"| loss terms | {rows[0]} | 0 |" in table and f"| loss terms | {rows[0]} | 1 |" in table
     assert f"| generator | {rows[1]} | 0 |" in table
+    assert "Weight of the adversarial term" in table and f"| {rows[0]} | 1 |" in table
     config = json.loads((out / "runs" / "gw-surge-dynamic-weights-seed1" / "config.json").read_text())
     assert config["train"]["seed"] == 1
     records = sorted(p.name for p in (out / "records").iterdir())
