@@ -111,7 +111,7 @@ def main(argv=None) -> int:
                 results[row, seed] = json.loads((run_dir / "eval.json").read_text())
                 _keep_record(run_dir, out / "records" / run_name(row, seed))
     write_table(results, out / "ablation.md", args)
-    plot_curves({row: res for (row, seed), res in results.items() if seed == 0}, out / "loss_curves.png")
+    plot_curves(list(results), out / "loss_curves.png")
     return 0
 
 
@@ -205,14 +205,17 @@ def _smooth(values: list[float], window: int) -> list[float]:
     return out
 
 
-def _series(data: list[dict], key: str, window: int) -> tuple[list[int], list[float]]:
+def _series(data: list[dict], key: str, window_steps: int) -> tuple[list[int], list[float]]:
     pts = [(int(r["step"]), float(r[key])) for r in data if r.get(key) not in (None, "")]
-    return [p[0] for p in pts], _smooth([p[1] for p in pts], window)
+    # Runs log every step or every 20 steps; the window is in steps, so convert it to log rows.
+    every = max(1, pts[-1][0] - pts[-2][0]) if len(pts) > 2 else 1
+    return [p[0] for p in pts], _smooth([p[1] for p in pts], max(1, window_steps // every))
 
 
-def plot_curves(results: dict, path: Path) -> None:
-    """Four panels: L1 and the critic's Wasserstein estimate of the loss-term rows, the weights of
-    the combined terms (dynamic and fixed), and L1 of the from-scratch generator rows."""
+def plot_curves(runs: list[tuple[Row, int]], path: Path) -> None:
+    """Four panels: L1 and the critic's Wasserstein estimate of the loss-term rows, the weight of
+    the adversarial term in the combined rows (every seed), and L1 of the from-scratch generator
+    rows. Except for the weights, only the seed-0 run of each row is drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -220,23 +223,23 @@ def plot_curves(results: dict, path: Path) -> None:
 
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
     (ax_l1, ax_w), (ax_weights, ax_gen) = axes
-    for row in results:
-        data = _read_log(path.parent / "runs" / slug(row.name))
+    for row, seed in runs:
+        data = _read_log(path.parent / "runs" / run_name(row, seed))
+        if data and "w_js" in data[0]:  # rows that combine several terms, every seed
+            ax_weights.plot(*_series(data, "w_adv", 10), label=f"{row.name} (seed {seed})", lw=0.9)
+        if seed != 0:
+            continue  # one curve per row in the other panels
         if row.group != "loss terms":
-            ax_gen.plot(*_series(data, "loss_l1", 5), label=row.name, lw=0.9)
+            ax_gen.plot(*_series(data, "loss_l1", 100), label=row.name, lw=0.9)
             continue
         ax_l1.plot(*_series(data, "loss_l1", 20), label=row.name, lw=0.9)
         if data and "critic_wasserstein" in data[0]:
             ax_w.plot(*_series(data, "critic_wasserstein", 20), label=row.name, lw=0.9)
-        for term, style in (("adv", "-"), ("js", "--"), ("gw", ":")):
-            key = f"w_{term}"
-            if data and key in data[0] and "w_js" in data[0]:  # rows that combine several terms
-                ax_weights.plot(*_series(data, key, 1), style, label=f"{row.name}: {term}", lw=0.9)
     titles = (
         (ax_l1, "loss terms (fine-tuning): L1 to HR, mean of 20 steps", "log"),
         (ax_w, "loss terms: critic's Wasserstein estimate, mean of 20 steps", "linear"),
-        (ax_weights, "weights of the combined terms", "linear"),
-        (ax_gen, "generator rows (from scratch, equal wall-clock): L1", "log"),
+        (ax_weights, "weight of the adversarial term (w_adv), mean of 10 steps", "linear"),
+        (ax_gen, "generator rows (from scratch, equal wall-clock): L1, mean of 100 steps", "log"),
     )
     for ax, title, scale in titles:
         ax.set_title(title, fontsize=9)
