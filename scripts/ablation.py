@@ -103,15 +103,16 @@ def main(argv=None) -> int:
                  "--json", str(run_dir / "eval.json")])
     # The table covers every finished run in the folder, also those of earlier invocations, so rows
     # and seeds can be added one at a time.
-    results = {}
+    results, logs = {}, {}
     for row in all_rows:
         for seed in range(args.max_seed + 1):
             run_dir = out / "runs" / run_name(row, seed)
             if (run_dir / "eval.json").exists():
                 results[row, seed] = json.loads((run_dir / "eval.json").read_text())
+                logs[row, seed] = _read_log(run_dir / "log.csv")
                 _keep_record(run_dir, out / "records" / run_name(row, seed))
-    write_table(results, out / "ablation.md", args)
-    plot_curves(list(results), out / "loss_curves.png")
+    write_table(results, logs, out / "ablation.md", args)
+    plot_curves(logs, out / "loss_curves.png")
     return 0
 
 
@@ -128,7 +129,7 @@ def _keep_record(run_dir: Path, dest: Path) -> None:
             shutil.copyfile(run_dir / name, dest / name)
 
 
-def write_table(results: dict, path: Path, args) -> None:
+def write_table(results: dict, logs: dict, path: Path, args) -> None:
     sets = args.sets
     lines = [
         "# Ablation (same data and seeds; loss terms: equal steps from the same PSNR weights; "
@@ -141,17 +142,20 @@ def write_table(results: dict, path: Path, args) -> None:
         "|---|---|---|---|" + "---|" * len(sets),
     ]
     for (row, seed), res in results.items():
-        steps = _last_step(Path(args.out) / "runs" / run_name(row, seed))
+        steps = max(int(r["step"]) for r in logs[row, seed])
         cells = [f"{res[s]['psnr_y']:.2f} / {res[s]['ssim_y']:.4f}" if s in res else "-" for s in sets]
         lines.append(f"| {row.group} | {row.name} | {seed} | {steps} | " + " | ".join(cells) + " |")
-    lines += _weight_table(results, Path(args.out))
+    lines += _weight_table(logs)
     path.write_text("\n".join(lines) + "\n")
     print(path.read_text())
 
 
-def weight_stats(log_csv: Path) -> dict | None:
-    """How the adversarial term's weight behaved in a run that combines several terms."""
-    data = _read_log(log_csv.parent)
+def weight_stats(log: list[dict]) -> dict | None:
+    """How the adversarial term's weight behaved in a run that combines several terms.
+
+    ``log``: the rows of a run's ``log.csv`` (:func:`_read_log`); None for single-term runs.
+    """
+    data = _training_rows(log)
     w = [float(r["w_adv"]) for r in data if r.get("w_adv") not in (None, "")]
     if not w or not any(r.get("w_js") or r.get("w_gw") for r in data):
         return None
@@ -167,14 +171,14 @@ def weight_stats(log_csv: Path) -> dict | None:
     }
 
 
-def _weight_table(results: dict, out: Path) -> list[str]:
+def _weight_table(logs: dict) -> list[str]:
     # The paper's softmax weights depend on the raw loss values; this shows how they actually moved.
     lines = ["", "Weight of the adversarial term in the rows that combine several terms (from each `log.csv`):", "",
              "| run | seed | mean `w_adv` | steps `w_adv` > 0.9 | steps `w_adv` < 0.1 | mean `w_adv`, last 50 steps | range of `L_adv` |",
              "|---|---|---|---|---|---|---|"]
     n = 0
-    for row, seed in results:
-        st = weight_stats(out / "runs" / run_name(row, seed) / "log.csv")
+    for (row, seed), log in logs.items():
+        st = weight_stats(log)
         if st is None:
             continue
         n += 1
@@ -184,14 +188,14 @@ def _weight_table(results: dict, out: Path) -> list[str]:
     return lines if n else []
 
 
-def _last_step(run_dir: Path) -> int:
-    with (run_dir / "log.csv").open() as f:
-        return max(int(r["step"]) for r in csv.DictReader(f))
+def _read_log(log_csv: Path) -> list[dict]:
+    with log_csv.open() as f:
+        return list(csv.DictReader(f))
 
 
-def _read_log(run_dir: Path) -> list[dict]:
-    with (run_dir / "log.csv").open() as f:
-        return [r for r in csv.DictReader(f) if r.get("loss_l1")]
+def _training_rows(log: list[dict]) -> list[dict]:
+    # Validation rows carry only step and val_psnr_y.
+    return [r for r in log if r.get("loss_l1")]
 
 
 def _smooth(values: list[float], window: int) -> list[float]:
@@ -212,7 +216,7 @@ def _series(data: list[dict], key: str, window_steps: int) -> tuple[list[int], l
     return [p[0] for p in pts], _smooth([p[1] for p in pts], max(1, window_steps // every))
 
 
-def plot_curves(runs: list[tuple[Row, int]], path: Path) -> None:
+def plot_curves(logs: dict, path: Path) -> None:
     """Four panels: L1 and the critic's Wasserstein estimate of the loss-term rows, the weight of
     the adversarial term in the combined rows (every seed), and L1 of the from-scratch generator
     rows. Except for the weights, only the seed-0 run of each row is drawn."""
@@ -223,8 +227,8 @@ def plot_curves(runs: list[tuple[Row, int]], path: Path) -> None:
 
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
     (ax_l1, ax_w), (ax_weights, ax_gen) = axes
-    for row, seed in runs:
-        data = _read_log(path.parent / "runs" / run_name(row, seed))
+    for (row, seed), log in logs.items():
+        data = _training_rows(log)
         if data and "w_js" in data[0]:  # rows that combine several terms, every seed
             ax_weights.plot(*_series(data, "w_adv", 10), label=f"{row.name} (seed {seed})", lw=0.9)
         if seed != 0:
