@@ -42,7 +42,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -333,8 +332,6 @@ class _CudaGraphRunner:
         return graph, static_in, static_out
 
     def __call__(self, x):
-        import torch
-
         shape = tuple(x.shape)
         if shape not in self.graphs:
             self.graphs[shape] = self._capture(shape)
@@ -761,7 +758,7 @@ def _report(args, machine, peak, prep, rows, scaling, variants, load_before, loa
 
     lines += _targets(rows, prep, peak, args, cuda)
     lines += ["", "## Tiled upscaling: time and peak memory vs image size", "",
-              f"Default path (`surge.upscale`, Engine auto precision, `tile=\"auto\"`, overlap = receptive radius) on "
+              "Default path (`surge.upscale`, Engine auto precision, `tile=\"auto\"`, overlap = receptive radius) on "
               "random 8-bit RGB images; one call each, each size in its own process.", "",
               "*work* = LR pixels the network runs on (tiles with their context) / LR pixels of the image.", "",
               "| output MP | LR input | tile (LR px) | work | seconds | s per output MP | peak RSS MB | stall |",

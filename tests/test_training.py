@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from surge.data.pairs import PairDataset, load_hr_images, load_training_pairs
+from surge.data.pairs import PairDataset, load_training_pairs
 from surge.errors import ConfigError, DatasetError
 from surge.training.checkpoint import load_checkpoint
 from surge.training.config import load_config
@@ -85,7 +85,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 # --- data -------------------------------------------------------------------------------
 def test_unreadable_and_small_images_are_skipped_and_counted(hr_dir):
-    images, report = load_hr_images([hr_dir], min_size=32)
+    images, _, report = load_training_pairs([hr_dir], None, min_size=32)
     assert report.loaded == 6 == len(images)
     assert len(report.skipped_unreadable) == 1 and len(report.skipped_small) == 1
 
@@ -93,7 +93,7 @@ def test_unreadable_and_small_images_are_skipped_and_counted(hr_dir):
 def test_pairs_are_deterministic_and_lr_is_matlab_bicubic(hr_dir):
     from surge.imaging.bicubic import imresize
 
-    images, _ = load_hr_images([hr_dir], min_size=32)
+    images, _, _ = load_training_pairs([hr_dir], None, min_size=32)
     a, b = PairDataset(images, 32, seed=3), PairDataset(images, 32, seed=3)
     for k in (0, 5, 17):
         assert torch.equal(a[k][0], b[k][0]) and torch.equal(a[k][1], b[k][1])
@@ -131,7 +131,7 @@ def test_lr_folder_count_must_match(tmp_path, hr_dir):
 
 def test_missing_training_folder(tmp_path):
     with pytest.raises(DatasetError, match="not found"):
-        load_hr_images([tmp_path / "nope"], 32)
+        load_training_pairs([tmp_path / "nope"], None, 32)
 
 
 # --- configs ----------------------------------------------------------------------------

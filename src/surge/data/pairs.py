@@ -101,10 +101,6 @@ def load_training_pairs(
     return images, (lrs if lr_folders else None), LoadReport(len(images), unreadable, small)
 
 
-def load_hr_images(folders: list[str | Path], min_size: int) -> tuple[list[np.ndarray], LoadReport]:
-    images, _, report = load_training_pairs(folders, None, min_size)
-    return images, report
-
 
 class PairDataset(torch.utils.data.Dataset):
     """Map-style dataset over *global sample indices*; item k -> (lr, hr) float CHW in [0, 1].
