@@ -145,6 +145,56 @@ def test_generator_adversarial_loss_is_minus_mean_score_and_reaches_the_generato
     assert gen.out.weight.grad is not None and gen.out.weight.grad.abs().sum() > 0
 
 
+def _offset_critic(offset: float) -> Critic:
+    torch.manual_seed(0)
+    critic = Critic(CriticConfig(width=8, max_width=16, stages=2, pool_size=2, hidden=16))
+    with torch.no_grad():  # scores near 8, where bf16's grid step is 1/16, far above d_real - d_fake
+        critic.head[-1].bias.fill_(offset)
+    return critic
+
+
+def test_critic_statistics_under_bf16_autocast_are_not_rounded_to_bf16():
+    critic = _offset_critic(8.0)
+    real, fake = torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32)
+    mix = torch.rand(4, 1, 1, 1)
+    _, exact = critic_loss(critic, real, fake, mix=mix)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, stats = critic_loss(critic, real, fake, mix=mix)
+        scores_real, scores_fake = critic(real), critic(fake)
+        adv = generator_adversarial_loss(critic, fake)
+    assert loss.dtype == torch.float32 and all(v.dtype == torch.float32 for v in stats.values())
+    assert scores_real.dtype == torch.float32
+    # The reductions are fp32 means of the per-sample scores (bf16 would round d_real and d_fake to
+    # multiples of 1/16 here, and their difference to 0 or +-1/16).
+    gap = scores_real.detach().double().mean() - scores_fake.detach().double().mean()
+    assert float(stats["wasserstein"]) == pytest.approx(float(gap), abs=1e-6)
+    assert adv.dtype == torch.float32
+    assert float(adv.detach()) == pytest.approx(-float(scores_fake.detach().double().mean()), abs=1e-6)
+    # Only the convolutions run in bf16: the estimate stays within a few % of the fp32 one.
+    w = float(exact["wasserstein"])
+    assert abs(w) > 1e-4
+    assert float(stats["wasserstein"]) == pytest.approx(w, rel=0.2)
+    assert float(stats["gp"]) == pytest.approx(float(exact["gp"]), rel=0.05)
+
+
+class Bf16ScoreCritic(nn.Module):
+    """A critic whose scores come out in bf16 (as any critic's last layer does under autocast)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (8 + x.flatten(1)[:, 0]).to(torch.bfloat16)
+
+
+def test_critic_reductions_are_fp32_even_for_a_critic_with_bf16_scores():
+    critic = Bf16ScoreCritic()
+    real = torch.zeros(4, 1, 2, 2)
+    real[:, 0, 0, 0] = torch.tensor([0.0625, 0.125, 0.0, 0.0])  # scores 8.0625, 8.125, 8, 8: exact in bf16
+    fake = torch.zeros(4, 1, 2, 2)
+    _, stats = critic_loss(critic, real, fake, gp_weight=0.0)
+    # The mean 8.046875 lies between two bf16 values (8.0 and 8.0625): a bf16 mean cannot hold it.
+    assert float(stats["d_real"]) == 8.046875 and float(stats["wasserstein"]) == 0.046875
+    assert float(generator_adversarial_loss(critic, real).detach()) == -8.046875
+
+
 # ----------------------------------------------------------------------------- Jensen-Shannon
 
 

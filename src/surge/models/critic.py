@@ -62,5 +62,11 @@ class Critic(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Scores of shape (B,) for a batch of images in [0, 1]."""
-        return self.head(self.pool(self.features(x))).squeeze(1)
+        """Scores of shape (B,), float32 even under autocast, for a batch of images in [0, 1]."""
+        features = self.features(x)
+        # Pool and head in fp32 even under autocast: real and fake scores differ by far less than a
+        # bf16 step at their magnitude (at initialisation d_real - d_fake rounded to exactly 0), and
+        # the Wasserstein estimate and L_adv are means and differences of these scores. The head is
+        # a few small dense layers, so this costs nothing measurable.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self.head(self.pool(features.float())).squeeze(1)
