@@ -1,15 +1,18 @@
 """Image files in and out: modes, 16-bit, EXIF orientation, ICC/EXIF kept, atomic writes."""
 
+import errno
 import io
 import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import png
 import pytest
 from PIL import ExifTags, Image, ImageCms, ImageOps
 
-from surge.errors import ImageReadError, ImageWriteError
+from surge.atomic import atomic_output
+from surge.errors import ImageReadError, ImageWriteError, OutputExistsError, SurgeError
 from surge.inference import image_io
 from surge.inference.image_io import ImageMeta, orient_array, read_image, write_image
 
@@ -291,3 +294,181 @@ def test_written_file_permissions_follow_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o644
     assert _no_temp_files(tmp_path)
+
+
+# --- TIFF metadata, pixel ranges, frames ----------------------------------------------
+
+
+def _x4(arr: np.ndarray) -> np.ndarray:
+    return np.repeat(np.repeat(arr, 4, axis=0), 4, axis=1)
+
+
+def _tiff_source(path, kind):
+    if kind == "rgb8":
+        arr = _rgb(6, 10)
+        Image.fromarray(arr).save(path)
+    elif kind == "gray16":
+        arr = _rgb(6, 10, channels=1, dtype=np.uint16)[..., 0]
+        Image.fromarray(arr).save(path)
+    else:  # two pages: only the first is read
+        arr = _rgb(6, 10)
+        Image.fromarray(arr).save(path, save_all=True, append_images=[Image.fromarray(255 - arr)])
+    return arr
+
+
+@pytest.mark.parametrize("kind", ["rgb8", "gray16", "multipage"])
+def test_tiff_to_tiff_output_is_valid(tmp_path, kind):
+    arr = _tiff_source(tmp_path / "in.tif", kind)
+    got, meta = read_image(tmp_path / "in.tif")
+    assert np.array_equal(got, arr)
+    assert meta.frames == (2 if kind == "multipage" else 1)
+    write_image(_x4(got), tmp_path / "out.tif", meta)
+    with Image.open(tmp_path / "out.tif") as out:
+        assert out.size == (40, 24)
+        assert np.array_equal(np.asarray(out), _x4(arr))
+    assert not image_io._LAYOUT_TAGS.intersection(_loaded_exif(meta.exif))
+
+
+def _loaded_exif(data: bytes | None) -> Image.Exif:
+    exif = Image.Exif()
+    if data:
+        exif.load(data)
+    return exif
+
+
+def test_jpeg_exif_with_layout_tags_gives_valid_tiff(tmp_path):
+    exif = _exif(make="camera-y")
+    exif[ExifTags.Base.ImageWidth] = 7
+    exif[ExifTags.Base.ImageLength] = 5
+    exif[ExifTags.Base.BitsPerSample] = (8, 8, 8)
+    exif[ExifTags.Base.StripOffsets] = 8
+    arr = np.full((6, 10, 3), 120, np.uint8)
+    Image.fromarray(arr).save(tmp_path / "in.jpg", exif=exif, quality=100)
+    got, meta = read_image(tmp_path / "in.jpg")
+    for ext in (".tif", ".png"):
+        write_image(_x4(got), tmp_path / f"out{ext}", meta)
+        with Image.open(tmp_path / f"out{ext}") as out:
+            assert out.size == (40, 24), ext
+            assert np.array_equal(np.asarray(out), _x4(got)), ext
+            out_exif = out.getexif()
+            assert out_exif[ExifTags.Base.Make] == "camera-y"
+            if ext == ".png":  # a TIFF's IFD0 necessarily has its own (correct) layout tags
+                assert ExifTags.Base.ImageWidth not in out_exif and ExifTags.Base.StripOffsets not in out_exif
+
+
+def test_tiff_orientation_applied_and_output_upright(tmp_path):
+    arr = _rgb(6, 10)
+    Image.fromarray(arr).save(tmp_path / "in.tif", exif=_exif(orientation=6, make="scanner"))
+    got, meta = read_image(tmp_path / "in.tif")
+    assert np.array_equal(got, np.rot90(arr, -1))
+    write_image(_x4(got), tmp_path / "out.tif", meta)
+    with Image.open(tmp_path / "out.tif") as out:
+        assert out.size == (24, 40)
+        assert out.getexif().get(ORIENTATION, 1) == 1 and out.getexif()[ExifTags.Base.Make] == "scanner"
+        assert np.array_equal(np.asarray(ImageOps.exif_transpose(out)), _x4(got))
+
+
+def test_float_tiff_in_unit_range_is_read_as_is(tmp_path):
+    arr = np.random.default_rng(0).random((6, 10)).astype(np.float32)
+    Image.fromarray(arr).save(tmp_path / "f.tif")
+    got, meta = read_image(tmp_path / "f.tif")
+    assert got.dtype == np.float32 and np.array_equal(got, arr) and meta.mode == "F"
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [(np.nan, r"f\.tif: 1 float pixel value\(s\) are NaN or infinite"),
+     (np.inf, r"f\.tif: 1 float pixel value\(s\) are NaN or infinite"),
+     (1.5, r"f\.tif: float pixels span .*\.\.1\.5, outside \[0, 1\]"),
+     (-0.25, r"f\.tif: float pixels span -0\.25\.\..*, outside \[0, 1\]")],
+)
+def test_float_tiff_out_of_range_or_not_finite_is_refused(tmp_path, value, message):
+    arr = np.random.default_rng(0).random((6, 10)).astype(np.float32)
+    arr[2, 3] = value
+    Image.fromarray(arr).save(tmp_path / "f.tif")
+    with pytest.raises(ImageReadError, match=message) as exc:
+        read_image(tmp_path / "f.tif")
+    assert "\n" not in str(exc.value)
+
+
+def test_int32_tiff_read_as_16bit_or_refused(tmp_path):
+    arr = _rgb(6, 10, channels=1, dtype=np.uint16)[..., 0].astype(np.int32)
+    Image.fromarray(arr).save(tmp_path / "ok.tif")
+    got, meta = read_image(tmp_path / "ok.tif")
+    assert got.dtype == np.uint16 and np.array_equal(got, arr)
+    arr[0, 0] = 70000
+    Image.fromarray(arr).save(tmp_path / "big.tif")
+    with pytest.raises(ImageReadError, match=r"big\.tif: 32-bit integer pixels span \d+\.\.70000, outside 0\.\.65535"):
+        read_image(tmp_path / "big.tif")
+
+
+@pytest.mark.parametrize("ext", [".gif", ".png"])
+def test_animated_file_reports_its_frames(tmp_path, ext):
+    arr = _rgb(6, 10)
+    frames = [Image.fromarray(arr), Image.fromarray(255 - arr), Image.fromarray(arr // 2)]
+    frames[0].save(tmp_path / f"anim{ext}", save_all=True, append_images=frames[1:])
+    got, meta = read_image(tmp_path / f"anim{ext}")
+    assert meta.frames == 3 and got.shape == (6, 10, 3)
+    Image.fromarray(arr).save(tmp_path / "still.png")
+    assert read_image(tmp_path / "still.png")[1].frames == 1
+
+
+# --- publishing without replacing -------------------------------------------------------
+
+
+def _appearing_target(monkeypatch, target):
+    """Make the encoder create ``target`` first, as another process could meanwhile."""
+    real = image_io._write_pil
+
+    def write(*args, **kwargs):
+        target.write_bytes(b"someone else's")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(image_io, "_write_pil", write)
+
+
+def test_no_overwrite_keeps_a_file_that_appeared_while_writing(tmp_path, monkeypatch):
+    target = tmp_path / "o.png"
+    _appearing_target(monkeypatch, target)
+    with pytest.raises(OutputExistsError, match=r"o\.png: exists now .*not replaced"):
+        write_image(_rgb(), target, overwrite=False)
+    assert target.read_bytes() == b"someone else's"
+    assert _no_temp_files(tmp_path)
+    write_image(_rgb(), target)  # the default replaces
+    assert np.array_equal(read_image(target)[0], _rgb())
+
+
+def test_no_overwrite_without_hard_links_falls_back_to_exclusive_create(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    write_image(_rgb(), tmp_path / "new.png", overwrite=False)
+    assert np.array_equal(read_image(tmp_path / "new.png")[0], _rgb())
+    target = tmp_path / "o.png"
+    _appearing_target(monkeypatch, target)
+    with pytest.raises(OutputExistsError):
+        write_image(_rgb(), target, overwrite=False)
+    assert target.read_bytes() == b"someone else's"
+    assert _no_temp_files(tmp_path)
+
+
+def test_atomic_output_replace_false(tmp_path):
+    target = tmp_path / "f.bin"
+    with pytest.raises(SurgeError, match=r"f\.bin: already exists .*not replaced"):
+        with atomic_output(target, replace=False) as tmp:
+            Path(tmp).write_bytes(b"new")
+            target.write_bytes(b"theirs")
+    assert target.read_bytes() == b"theirs" and _no_temp_files(tmp_path)
+    with atomic_output(tmp_path / "g.bin", replace=False) as tmp:
+        Path(tmp).write_bytes(b"new")
+    assert (tmp_path / "g.bin").read_bytes() == b"new" and _no_temp_files(tmp_path)
+
+
+def test_quality_is_validated(tmp_path):
+    for bad in (0, 101):
+        with pytest.raises(ImageWriteError, match=r"o\.jpg: quality must be 1-100"):
+            write_image(_rgb(), tmp_path / "o.jpg", quality=bad)
+    write_image(_rgb(), tmp_path / "lo.jpg", quality=5)
+    write_image(_rgb(), tmp_path / "hi.jpg", quality=100)
+    assert (tmp_path / "lo.jpg").stat().st_size < (tmp_path / "hi.jpg").stat().st_size

@@ -8,6 +8,7 @@ half-written one; the temp file is removed on any failure and gets the permissio
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -23,8 +24,11 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, error: type[SurgeError] = SurgeError) -> Iterator[str]:
+def atomic_output(path: str | os.PathLike, error: type[SurgeError] = SurgeError, replace: bool = True) -> Iterator[str]:
     """Yield a temp file name next to ``path``; on success it replaces ``path`` atomically.
+
+    ``replace=False``: never replace a file at ``path``, even one created while the caller
+    was writing (see :func:`publish`); that is reported as ``error(f"{path}: already exists ...")``.
 
     OS errors become a one-line ``error(f"{path}: cannot write (...)")``.
     """
@@ -39,8 +43,44 @@ def atomic_output(path: str | os.PathLike, error: type[SurgeError] = SurgeError)
         yield tmp
         # After writing: some writers (safetensors) replace the temp file with their own 0600 one.
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        try:
+            publish(tmp, path, replace)
+        except FileExistsError:
+            raise error(f"{path}: already exists (created while this file was being written); not replaced") from None
     except OSError as exc:
         raise error(f"{path}: cannot write ({exc.strerror or exc})") from None
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+# Link errors meaning "this file system has no hard links", as opposed to a real failure.
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK, errno.EXDEV}
+
+
+def publish(tmp: str | os.PathLike, path: str | os.PathLike, replace: bool = True) -> None:
+    """Give the finished temp file ``tmp`` the name ``path`` (same folder) in one step.
+
+    ``replace=False`` raises FileExistsError if ``path`` exists, even if it appeared a moment
+    ago: checking first and renaming after would replace a file another process (or a second
+    run into the same folder) published in between. ``link`` creates the name only if it is
+    free; where hard links are unsupported, an ``O_EXCL`` create reserves the name (an empty
+    file, briefly) and the rename then replaces only that reservation.
+    """
+    if replace:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            os.unlink(path)  # our empty reservation, not someone's file
+            raise
+        return
+    os.unlink(tmp)

@@ -20,6 +20,10 @@ class ImageWriteError(SurgeError):
     """An output cannot be written (folder not writable, would overwrite an input...)."""
 
 
+class OutputExistsError(ImageWriteError):
+    """An output file exists (it may have appeared meanwhile) and replacing it was not allowed."""
+
+
 class ConfigError(SurgeError):
     """An experiment or model configuration is invalid."""
 

@@ -3,15 +3,26 @@
 Reading gives a numpy array in the file's own precision and layout (uint8 or uint16;
 HxW grey, HxWx2 grey+alpha, HxWx3 RGB, HxWx4 RGBA) plus :class:`ImageMeta` (ICC
 profile, EXIF). EXIF orientation is applied to the pixels, and the orientation tag is
-reset to 1 so viewers don't rotate the output a second time.
+reset to 1 so viewers don't rotate the output a second time. Only descriptive EXIF is
+kept: a TIFF's IFD0 is its EXIF to Pillow, and carrying its layout tags (width, strips,
+bits per sample...) into an output would describe the input's pixels, not the output's.
+
+Accepted pixel values: uint8 and uint16 as stored; float ("F", 32-bit grey TIFF) must be
+finite and within [0, 1], the library's float convention; 32-bit integer grey ("I") is
+read as 16-bit when every value is within 0..65535 (Pillow hands out some 16-bit files
+that way) and refused otherwise, since no scale for it would be a guess. Values outside
+these ranges are an error naming the file, never clipped. Animated and multi-page files
+give their first frame; :attr:`ImageMeta.frames` says how many there were.
 
 Pillow reads 16-bit colour PNG and TIFF as 8-bit, so those pixels come from pypng and
 tifffile instead; Pillow still parses their metadata.
 
 Every failure is a :class:`~surge.errors.ImageReadError` or
 :class:`~surge.errors.ImageWriteError` whose one-line message starts with the path.
-Writes go to a temporary file in the destination folder and are ``os.replace``d, so a
-crash never leaves a half-written image under the final name.
+Writes go to a temporary file in the destination folder and are published under the
+final name only once complete (:func:`surge.atomic.publish`), so a crash never leaves a
+half-written image; with ``overwrite=False`` a file that appeared there meanwhile is
+never replaced.
 """
 
 from __future__ import annotations
@@ -32,7 +43,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from surge.errors import ImageReadError, ImageWriteError
+from surge.atomic import publish
+from surge.errors import ImageReadError, ImageWriteError, OutputExistsError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
@@ -42,6 +54,25 @@ _HIGH_DEPTH_FORMATS = ("PNG", "TIFF")
 _ICC_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
 _EXIF_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
 _ORIENTATION = ExifTags.Base.Orientation
+_T = ExifTags.Base
+# TIFF tags that describe how the pixels of *this* file are stored. They are IFD0 tags, so
+# a TIFF's getexif() returns them (and a JPEG's EXIF may hold some); copied into a TIFF
+# output they would override the writer's own (a 4x image saved as the input's size).
+_LAYOUT_TAGS = frozenset({
+    _T.NewSubfileType, _T.SubfileType, _T.ImageWidth, _T.ImageLength, _T.BitsPerSample,
+    _T.Compression, _T.PhotometricInterpretation, _T.Thresholding, _T.CellWidth, _T.CellLength,
+    _T.FillOrder, _T.StripOffsets, _T.SamplesPerPixel, _T.RowsPerStrip, _T.StripByteCounts,
+    _T.MinSampleValue, _T.MaxSampleValue, _T.PlanarConfiguration, _T.FreeOffsets,
+    _T.FreeByteCounts, _T.GrayResponseUnit, _T.GrayResponseCurve, _T.T4Options, _T.T6Options,
+    _T.TransferFunction, _T.Predictor, _T.ColorMap, _T.HalftoneHints, _T.TileWidth,
+    _T.TileLength, _T.TileOffsets, _T.TileByteCounts, _T.SubIFDs, _T.InkSet, _T.InkNames,
+    _T.NumberOfInks, _T.DotRange, _T.ExtraSamples, _T.SampleFormat, _T.SMinSampleValue,
+    _T.SMaxSampleValue, _T.JPEGTables, _T.JPEGProc, _T.JpegIFOffset, _T.JpegIFByteCount,
+    _T.JpegRestartInterval, _T.JpegLosslessPredictors, _T.JpegPointTransforms,
+    _T.JpegQTables, _T.JpegDCTables, _T.JpegACTables,
+    _T.YCbCrCoefficients, _T.YCbCrSubSampling, _T.YCbCrPositioning, _T.ReferenceBlackWhite,
+    _T.InterColorProfile,  # the ICC profile travels separately and only when it still applies
+})
 # Modes whose pixel values keep their colour space when turned into L/LA/RGB/RGBA, so an
 # embedded ICC profile still describes the output. CMYK, LAB, ... are converted.
 _ICC_PRESERVING_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "I", "F"}
@@ -57,25 +88,35 @@ class ImageMeta:
     format: str | None = None  # Pillow's format name of the source, e.g. "PNG"
     mode: str = "RGB"  # source pixel layout: a Pillow mode, or "RGB;16" etc. for 16-bit colour
     icc_profile: bytes | None = None
-    exif: bytes | None = None  # orientation already applied and reset to 1
+    exif: bytes | None = None  # orientation already applied and reset to 1; no layout tags
+    frames: int = 1  # frames/pages in the source; only the first is read
 
 
 # --- PIL image <-> array -------------------------------------------------------------
 
 
+class PixelValueError(ValueError):
+    """Pixel values outside what surge accepts (see the module docstring)."""
+
+
 def pil_to_array(img: Image.Image) -> tuple[np.ndarray, str, bool]:
     """An array in the image's own precision, the mode to rebuild it, and whether an ICC
-    profile of the image still applies to the array."""
+    profile of the image still applies to the array.
+
+    Raises :class:`PixelValueError` for float pixels that are not finite or not in [0, 1]
+    and for 32-bit integer pixels outside 0..65535.
+    """
     mode = img.mode
     keeps_icc = mode in _ICC_PRESERVING_MODES or mode.startswith("I;16")
     if mode in ("L", "LA", "RGB", "RGBA"):
         return np.asarray(img), mode, keeps_icc
-    if mode.startswith("I;16") or mode == "I":
-        # 16-bit grey: Pillow's "I" is how some readers hand out 16-bit PNG/TIFF.
+    if mode.startswith("I;16"):
         arr = np.clip(np.asarray(img), 0, 65535).astype(np.uint16)
-        return arr, ("I" if mode == "I" else "I;16"), keeps_icc
+        return arr, "I;16", keeps_icc
+    if mode == "I":
+        return _int32_as_uint16(np.asarray(img)), "I", keeps_icc
     if mode == "F":
-        return np.asarray(img, dtype=np.float32), "F", keeps_icc
+        return _unit_float(np.asarray(img, dtype=np.float32)), "F", keeps_icc
     if mode == "CMYK":
         rgb = _cmyk_to_rgb(img)
         return np.asarray(rgb), "RGB", False
@@ -85,6 +126,27 @@ def pil_to_array(img: Image.Image) -> tuple[np.ndarray, str, bool]:
     except ValueError as exc:
         raise ValueError(f"cannot convert image mode {mode} to {target}: {exc}") from None
     return np.asarray(converted), target, keeps_icc
+
+
+def _int32_as_uint16(arr: np.ndarray) -> np.ndarray:
+    lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+    if lo < 0 or hi > 65535:
+        raise PixelValueError(
+            f"32-bit integer pixels span {lo}..{hi}, outside 0..65535; surge reads 8/16-bit integer "
+            "or float [0, 1] images (convert the file first)"
+        )
+    return arr.astype(np.uint16)
+
+
+def _unit_float(arr: np.ndarray) -> np.ndarray:
+    # One NaN spreads through every conv it reaches and blackens most of the output.
+    bad = int(np.count_nonzero(~np.isfinite(arr)))
+    if bad:
+        raise PixelValueError(f"{bad} float pixel value(s) are NaN or infinite; surge needs finite values in [0, 1]")
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if lo < 0.0 or hi > 1.0:
+        raise PixelValueError(f"float pixels span {lo:.6g}..{hi:.6g}, outside [0, 1]; rescale the image to [0, 1] first")
+    return arr
 
 
 def _conversion_target(img: Image.Image) -> str:
@@ -158,9 +220,10 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         _decode(path, img)
         orientation = _orientation(img)
         arr, mode = _pixels(path, img, orientation)
-        exif = _exif_without_orientation(img)  # after _pixels: it edits the image's EXIF
+        exif = _exif_for_output(img)  # after _pixels: it edits the image's EXIF
         icc = img.info.get("icc_profile") if _icc_applies(img) else None
-        return arr, ImageMeta(path=path, format=img.format, mode=mode, icc_profile=icc or None, exif=exif)
+        frames = getattr(img, "n_frames", 1)
+        return arr, ImageMeta(path=path, format=img.format, mode=mode, icc_profile=icc or None, exif=exif, frames=frames)
 
 
 def _check_readable(path: Path) -> None:
@@ -200,15 +263,32 @@ def _orientation(img: Image.Image) -> int:
         return 1  # damaged EXIF: keep the pixels as stored
 
 
-def _exif_without_orientation(img: Image.Image) -> bytes | None:
-    """The image's EXIF with orientation reset to 1 (the pixels are already upright)."""
+def _exif_for_output(img: Image.Image) -> bytes | None:
+    """The image's EXIF without layout tags, orientation reset to 1 (the pixels are
+    already upright)."""
     try:
         exif = img.getexif()
         if _ORIENTATION in exif:
             exif[_ORIENTATION] = 1
-        return exif.tobytes() if len(exif) else None
+        return _without_layout_tags(exif)
     except (*_DECODE_ERRORS, TypeError):
         return None  # damaged EXIF: drop the metadata rather than the image
+
+
+def _without_layout_tags(exif: Image.Exif) -> bytes | None:
+    for tag in _LAYOUT_TAGS.intersection(exif):
+        del exif[tag]
+    return exif.tobytes() if len(exif) else None
+
+
+def _exif_bytes_for_output(exif: bytes) -> bytes | None:
+    """``exif`` without layout tags (ImageMeta may be built by hand, not by read_image)."""
+    try:
+        loaded = Image.Exif()
+        loaded.load(exif)
+        return _without_layout_tags(loaded)
+    except (*_DECODE_ERRORS, TypeError):
+        return None
 
 
 def _icc_applies(img: Image.Image) -> bool:
@@ -222,6 +302,8 @@ def _pixels(path: Path, img: Image.Image, orientation: int) -> tuple[np.ndarray,
         return orient_array(high, orientation), mode
     try:
         arr, mode, _ = pil_to_array(ImageOps.exif_transpose(img))
+    except PixelValueError as exc:
+        raise ImageReadError(f"{path}: {exc}") from None
     except _DECODE_ERRORS as exc:
         raise ImageReadError(f"{path}: cannot convert pixels ({_reason(exc)})") from None
     return arr, mode
@@ -336,31 +418,45 @@ def _create_temp(folder: Path, name: str) -> tuple[Path, BinaryIO]:
 
 
 @contextlib.contextmanager
-def _atomic_output(path: Path) -> Iterator[BinaryIO]:
-    """A new file next to ``path`` that replaces it only once fully written."""
+def _atomic_output(path: Path, overwrite: bool = True) -> Iterator[BinaryIO]:
+    """A new file next to ``path`` that takes its name only once fully written."""
     tmp, f = _create_temp(ensure_output_dir(path.parent), path.name)
     try:
         with f:
             yield f
-        os.replace(tmp, path)
+        try:
+            publish(tmp, path, replace=overwrite)
+        except FileExistsError:
+            raise OutputExistsError(f"{path}: exists now (created while this image was computed); not replaced") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def write_image(array: np.ndarray, path: str | Path, meta: ImageMeta | None = None, quality: int = JPEG_QUALITY) -> Path:
+def write_image(
+    array: np.ndarray,
+    path: str | Path,
+    meta: ImageMeta | None = None,
+    quality: int = JPEG_QUALITY,
+    overwrite: bool = True,
+) -> Path:
     """Write an array (layout as :func:`read_image` returns) to ``path``, format by extension.
 
     Keeps 16-bit precision in PNG and TIFF (other formats get 8 bits), the ICC profile and
-    EXIF where the format stores them; alpha is flattened onto white for JPEG.
+    EXIF where the format stores them; alpha is flattened onto white for JPEG. ``quality``
+    (1-100) applies to JPEG and WebP. ``overwrite=False`` raises
+    :class:`~surge.errors.OutputExistsError` rather than replace a file at ``path``, including
+    one that appeared while this image was being encoded.
     """
     path = Path(path)
     fmt = output_format(path)
+    if not 1 <= quality <= 100:
+        raise ImageWriteError(f"{path}: quality must be 1-100, got {quality}")
     array = _fit_to_format(array, fmt)
     icc = _matching_icc(meta, array)
-    exif = meta.exif if meta is not None and fmt in _EXIF_FORMATS else None
+    exif = _exif_bytes_for_output(meta.exif) if meta is not None and meta.exif and fmt in _EXIF_FORMATS else None
     try:
-        with _atomic_output(path) as f:
+        with _atomic_output(path, overwrite) as f:
             if array.dtype == np.uint16 and array.ndim == 3:
                 _write_high_depth(f, array, fmt, icc, exif)
             else:
