@@ -7,10 +7,21 @@ A config fully determines the module's parameters, so it travels inside every we
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 from surge.errors import ConfigError
+
+# Bounds of every size field (inclusive): far beyond any useful x4 model, yet small enough that a
+# corrupt or hostile model file cannot make the loader allocate terabytes or loop for hours.
+CHANNELS = (1, 4)  # gray .. RGBA
+WIDTH = (1, 1024)
+BLOCKS = (0, 64)
+KERNEL = (1, 15)
+CRITIC_STAGES = (0, 8)  # each halves the input
+POOL = (1, 16)
+HIDDEN = (1, 4096)
 
 Norm = Literal["batch", "none"]
 Mixing = Literal["convex", "sum"]
@@ -45,16 +56,18 @@ class GeneratorConfig:
     mix1_init: tuple[float, float, float] = (0.33, 0.33, 0.34)  # (alpha, beta, gamma) for (I1, X, S)
 
     def __post_init__(self) -> None:
-        for name in ("in_channels", "out_channels", "width0", "width1", "head_kernel", "body_kernel"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"generator.{name} must be a positive integer, got {value!r}")
+        for name in ("in_channels", "out_channels"):
+            _check_int("generator", name, getattr(self, name), *CHANNELS)
+        for name in ("width0", "width1"):
+            _check_int("generator", name, getattr(self, name), *WIDTH)
+        for name in ("blocks0", "blocks1"):
+            _check_int("generator", name, getattr(self, name), *BLOCKS)
         for name in ("head_kernel", "body_kernel"):
+            _check_int("generator", name, getattr(self, name), *KERNEL)
             if getattr(self, name) % 2 == 0:
                 raise ConfigError(f"generator.{name} must be odd (same padding), got {getattr(self, name)}")
-        for name in ("blocks0", "blocks1"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise ConfigError(f"generator.{name} must be a non-negative integer")
+        if not isinstance(self.global_residual, bool):
+            raise ConfigError(f"generator.global_residual must be true or false, got {self.global_residual!r}")
         if self.norm not in ("batch", "none"):
             raise ConfigError(f"generator.norm must be 'batch' or 'none', got {self.norm!r}")
         if self.mixing not in ("convex", "sum"):
@@ -95,11 +108,12 @@ class CriticConfig:
     hidden: int = 256
 
     def __post_init__(self) -> None:
-        for name in ("in_channels", "width", "max_width", "pool_size", "hidden"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"critic.{name} must be a positive integer")
-        if not isinstance(self.stages, int) or self.stages < 0:
-            raise ConfigError("critic.stages must be a non-negative integer")
+        _check_int("critic", "in_channels", self.in_channels, *CHANNELS)
+        for name in ("width", "max_width"):
+            _check_int("critic", name, getattr(self, name), *WIDTH)
+        _check_int("critic", "stages", self.stages, *CRITIC_STAGES)
+        _check_int("critic", "pool_size", self.pool_size, *POOL)
+        _check_int("critic", "hidden", self.hidden, *HIDDEN)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -109,8 +123,17 @@ class CriticConfig:
         return dataclass_from_dict(cls, data, "critic config")
 
 
+def _check_int(section: str, name: str, value, lo: int, hi: int) -> None:
+    # bool is an int subclass: `width0 = true` must not silently mean 1.
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"{section}.{name} must be an integer in {lo}..{hi}, got {value!r}")
+
+
 def _check_simplex(name: str, values, n: int) -> None:
-    if len(values) != n or any(v <= 0 for v in values) or abs(sum(values) - 1) > 1e-6:
+    numbers = isinstance(values, (tuple, list)) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
+    )
+    if not numbers or len(values) != n or any(v <= 0 for v in values) or abs(sum(values) - 1) > 1e-6:
         raise ConfigError(f"generator.{name} must be {n} positive weights summing to 1, got {values!r}")
 
 

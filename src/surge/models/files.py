@@ -94,7 +94,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 def load_model_file(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
     """Build the module described by a file and load its weights.
 
-    Returns ``(module, provenance)``; the module is in eval mode, float32.
+    Returns ``(module, provenance)``; the module is in eval mode, float32. The file's tensor
+    names and shapes are checked against its config before anything is allocated, so a file
+    whose config asks for a huge model it does not hold is refused at once.
     """
     path = Path(path)
     metadata = read_metadata(path)
@@ -103,35 +105,81 @@ def load_model_file(path: str | os.PathLike, map_location: str | torch.device = 
         config = config_cls.from_dict(json.loads(metadata["surge.config"]))
     except Exception as exc:
         raise ModelFileError(f"{path}: invalid architecture config in metadata ({_first_line(exc)})") from None
+    provenance = _parse_provenance(path, metadata)
+    expected = _expected_tensors(module_cls, config)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            _check_shapes(path, expected, {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()})
+            state = {k: f.get_tensor(k).to(expected[k].dtype) for k in f.keys()}
+    except ModelFileError:
+        raise
+    except Exception as exc:
+        raise ModelFileError(f"{path}: truncated or corrupt weights ({_first_line(exc)})") from None
+    module = module_cls(config)
+    module.load_state_dict(state)
+    return module.eval().to(map_location), provenance
+
+
+def read_provenance(path: str | os.PathLike) -> dict:
+    """A model file's provenance without loading its weights; raises ModelFileError."""
+    path = Path(path)
+    return _parse_provenance(path, read_metadata(path))
+
+
+def lineage_of(path: str | os.PathLike) -> list[dict]:
+    """The lineage a model trained from ``path`` records: the file's own lineage, then the file's
+    provenance without its lineage (oldest first, so the steps of a chain add up)."""
+    provenance = read_provenance(path)
+    own = {k: v for k, v in provenance.items() if k != "lineage"}
+    return [*provenance.get("lineage", []), own]
+
+
+def total_steps(provenance: dict) -> int | None:
+    """Training steps behind a file: its own run's plus every ancestor's (None if any is unknown)."""
+    runs = [provenance, *provenance.get("lineage", [])]
+    if not all(isinstance(r.get("steps"), int) for r in runs):
+        return None
+    return sum(r["steps"] for r in runs)
+
+
+_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+
+def _parse_provenance(path: Path, metadata: dict[str, str]) -> dict:
     try:
         provenance = json.loads(metadata.get("surge.provenance", "{}"))
     except json.JSONDecodeError:
         raise ModelFileError(f"{path}: invalid provenance JSON in metadata") from None
-    try:
-        state = {}
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            for key in f.keys():
-                state[key] = f.get_tensor(key)
-    except Exception as exc:
-        raise ModelFileError(f"{path}: truncated or corrupt weights ({_first_line(exc)})") from None
-    module = module_cls(config)
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        if wrong:
-            k = wrong[0]
-            parts.append(f"{len(wrong)} with wrong shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
-        raise ModelFileError(f"{path}: weights do not match the architecture in its metadata: {'; '.join(parts)} tensors")
-    state = {k: v.to(expected[k].dtype) for k, v in state.items()}
-    module.load_state_dict(state)
-    return module.eval().to(map_location), provenance
+    if not isinstance(provenance, dict):
+        kind = _JSON_KINDS.get(type(provenance), type(provenance).__name__)
+        raise ModelFileError(f"{path}: provenance metadata must be a JSON object, got a JSON {kind}")
+    lineage = provenance.get("lineage", [])
+    if not isinstance(lineage, list) or not all(isinstance(entry, dict) for entry in lineage):
+        raise ModelFileError(f"{path}: provenance 'lineage' must be a JSON array of objects")
+    return provenance
+
+
+def _expected_tensors(module_cls, config) -> dict[str, torch.Tensor]:
+    # On the meta device: names, shapes and dtypes without allocating a single weight.
+    with torch.device("meta"):
+        return module_cls(config).state_dict()
+
+
+def _check_shapes(path: Path, expected: dict[str, torch.Tensor], found: dict[str, tuple]) -> None:
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(found) if tuple(expected[k].shape) != found[k])
+    if not (missing or unexpected or wrong):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    if wrong:
+        k = wrong[0]
+        parts.append(f"{len(wrong)} with wrong shape (e.g. {k}: {found[k]} vs {tuple(expected[k].shape)})")
+    raise ModelFileError(f"{path}: weights do not match the architecture in its metadata: {'; '.join(parts)} tensors")
 
 
 def _first_line(exc: BaseException) -> str:
