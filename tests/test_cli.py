@@ -10,7 +10,6 @@ import torch
 from PIL import ExifTags, Image, ImageCms
 
 import surge
-from surge.cli import upscale_cmd
 from surge.cli.main import main
 from surge.inference.image_io import read_image, write_image
 
@@ -107,14 +106,17 @@ def test_two_inputs_one_output_refused(tmp_path, capsys):
     assert _files(tmp_path / "out") == ["a_x4.png"]
 
 
-def test_model_loaded_once(tmp_path, monkeypatch):
+def test_model_loaded_and_prepared_once(tmp_path, monkeypatch):
+    from surge.inference import _engine
+
     for i in range(3):
         _save(tmp_path / "in" / f"{i}.png", seed=i)
-    calls = []
-    real = upscale_cmd.get_engine
-    monkeypatch.setattr(upscale_cmd, "get_engine", lambda *a, **k: calls.append(a) or real(*a, **k))
+    loads, builds = [], []
+    real_load, real_optimize = surge.load_model, _engine.optimize_for_inference
+    monkeypatch.setattr(surge, "load_model", lambda *a, **k: loads.append(a) or real_load(*a, **k), raising=False)
+    monkeypatch.setattr(_engine, "optimize_for_inference", lambda net, **k: builds.append(net) or real_optimize(net, **k))
     assert _up(tmp_path / "in", "-o", tmp_path / "out") == 0
-    assert len(calls) == 1 and len(_files(tmp_path / "out")) == 3
+    assert len(loads) == 1 and len(builds) == 1 and len(_files(tmp_path / "out")) == 3
 
 
 @pytest.mark.parametrize("tile", ["0", "6", "auto"])
@@ -215,16 +217,29 @@ def test_bad_tile_is_usage_error(tmp_path):
     assert exc.value.code == 2
 
 
-def test_onnxruntime_backend(tmp_path):
+def test_onnxruntime_backend(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
     _save(tmp_path / "a.png")
     args = ["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", "surge-tiny", "--quiet"]
-    code = main([*args, "--backend", "onnxruntime"])
-    if code == 2:
-        pytest.skip("onnxruntime backend not available in this build")
-    assert code == 0
+    torch.manual_seed(0)  # the preset is randomly initialised: same seed, same weights
+    assert main([*args, "--backend", "onnxruntime"]) == 0
     ort = read_image(tmp_path / "out" / "a_x4.png")[0].astype(int)
+    torch.manual_seed(0)
     assert main([*args, "--precision", "fp32", "--overwrite"]) == 0
     assert np.abs(ort - read_image(tmp_path / "out" / "a_x4.png")[0]).max() <= 1
+    # A precision the backend cannot run is a usage error before any file is touched.
+    assert main([*args, "--backend", "onnxruntime", "--precision", "bf16", "-o", str(tmp_path / "o2")]) == 2
+    assert "fp32 only" in capsys.readouterr().err and not (tmp_path / "o2" / "a_x4.png").exists()
+
+
+def test_float_image_outside_unit_range_fails_that_file_only(tmp_path, capsys):
+    Image.fromarray(np.full((5, 6), 200.0, dtype=np.float32)).save(tmp_path / "f.tif")
+    _save(tmp_path / "ok.png")
+    assert _up(tmp_path / "f.tif", tmp_path / "ok.png", "-o", tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    (line,) = err.splitlines()
+    assert "f.tif: " in line and "[0, 1]" in line and "200" in line
+    assert "Traceback" not in err and _files(tmp_path / "out") == ["ok_x4.png"]
 
 
 def test_top_level_help_does_not_import_torch():

@@ -14,7 +14,6 @@ pytest.importorskip("onnxruntime")
 from PIL import Image  # noqa: E402
 
 from surge.cli.main import main  # noqa: E402
-from surge.inference.engine import Engine  # noqa: E402
 from surge.inference.onnx_backend import OnnxError, OnnxSession, check_dynamic_resize, export_onnx  # noqa: E402
 from surge.inference.optimize import optimize_for_inference  # noqa: E402
 from surge.models.config import GENERATOR_PRESETS  # noqa: E402
@@ -66,8 +65,8 @@ def test_check_dynamic_resize_rejects_fixed_size():
 
 
 def test_engine_onnxruntime_backend_matches_torch_fp32():
-    model = load_model("surge-tiny")
-    engine = Engine(model, device="cpu", backend="onnxruntime")
+    model = load_model("surge-tiny", device="cpu")
+    engine = model._engine(backend="onnxruntime")
     assert engine.precision == "fp32" and engine.backend == "onnxruntime"
     x = torch.rand(1, 3, 19, 12)
     assert np.abs(engine(x).numpy() - torch_fp32(model.network, x)).max() <= TOL
@@ -114,9 +113,9 @@ def _set5_lr(shared_datasets) -> list[torch.Tensor]:
 def test_onnxruntime_matches_torch_fp32_on_set5(shared_datasets):
     """Every Set5 LR image (five sizes) through the `surge upscale --backend onnxruntime` engine."""
     torch.manual_seed(0)
-    model = load_model("surge-small")
+    model = load_model("surge-small", device="cpu")
     assert isinstance(model.network, SuRGeGenerator)
-    engine = Engine(model, device="cpu", backend="onnxruntime")
+    engine = model._engine(backend="onnxruntime")
     for x in _set5_lr(shared_datasets):
         diff = np.abs(engine(x).numpy() - torch_fp32(model.network, x)).max()
         assert diff <= TOL, f"max |onnxruntime - torch| = {diff:.2e} on a {tuple(x.shape)} input"

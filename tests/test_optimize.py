@@ -1,4 +1,4 @@
-"""Inference rewrites (BatchNorm folding, sub-pixel convs), precision choice, Engine set-up."""
+"""Inference rewrites (BatchNorm folding, sub-pixel convs), precision choice, the model's inference copy."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from torch import nn
 
 from surge.errors import SurgeError
 from surge.inference import optimize
-from surge.inference.engine import Engine
 from surge.inference.optimize import (
     OptimizationError,
     SubpixelConv,
@@ -24,7 +23,8 @@ from surge.inference.optimize import (
     to_compute_dtype,
 )
 from surge.models.config import GENERATOR_PRESETS
-from surge.models.generator import SuRGeGenerator
+from surge.models.generator import SuRGeGenerator, Upsample2x
+from surge.models.inference_hints import InferenceHints
 from surge.models.registry import SRModel
 
 # The paper's layout (BatchNorm, tanh) at toy width, and the residual preset's layout.
@@ -154,6 +154,48 @@ def test_subpixel_rewrite_ignores_other_networks():
     assert subpixel_rewrite(nn.Sequential(nn.Conv2d(3, 3, 3))) == 0
 
 
+class _OtherUpsampler(nn.Module):
+    """Not SuRGe, other module names: the rewrites follow its declared hints."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Conv2d(3, 6, 3, padding=1)
+        self.up = Upsample2x(6, 3)
+        self.tail = nn.Conv2d(6, 3, 5, padding=2)
+        self.mix = nn.Parameter(torch.tensor([0.25, 0.75]))
+
+    def forward(self, x):
+        y = self.tail(self.up(self.head(x)))
+        w = torch.softmax(self.mix, 0)
+        return w[0] * y + w[1] * F.interpolate(x, scale_factor=2.0, mode="nearest")
+
+    def inference_hints(self):
+        return InferenceHints(subpixel_pairs=(("up", "tail"),), input_modules=("head",), fp32_modules=("tail",),
+                              fp32_parameters=("mix",))
+
+
+def test_rewrites_follow_the_architectures_hints_not_module_names():
+    torch.manual_seed(0)
+    net = _OtherUpsampler().eval()
+    x = torch.rand(1, 3, 7, 6)
+    with torch.no_grad():
+        expected = net(x)
+    fast, stats = optimize_for_inference(net)
+    assert stats["subpixel_rewrites"] == 1 and isinstance(fast.tail, SubpixelConv)
+    low = to_compute_dtype(fast, torch.bfloat16)
+    assert low.head.module.weight.dtype == torch.bfloat16 and low.up.conv.weight.dtype == torch.bfloat16
+    assert low.tail.module.conv.weight.dtype == torch.float32 and low.mix.dtype == torch.float32
+    with torch.no_grad():
+        y = low(x)
+    assert y.dtype == torch.float32 and (y - expected).abs().max() < 0.02
+
+
+def test_generator_declares_its_pairs_and_fp32_islands():
+    hints = SuRGeGenerator(TINY_RES).inference_hints()
+    assert hints.subpixel_pairs == (("U0", "C1.0"), ("U1", "out"))
+    assert hints.input_modules == ("C0",) and hints.fp32_modules == ("out",)
+
+
 def test_bf16_compute_keeps_fp32_interface_and_stays_close():
     net = generator(TINY_BN)
     fast, _ = optimize_for_inference(net)
@@ -216,19 +258,19 @@ def tiny_model(config=TINY_BN, **kwargs) -> SRModel:
                    precisions=("fp32", "bf16", "fp16"), **kwargs)
 
 
-def test_engine_auto_precision_follows_detection_and_veto(fake_cpu):
+def test_auto_precision_of_a_model_follows_detection_and_veto(fake_cpu):
     fake_cpu({"avx512_bf16"})
-    assert Engine(tiny_model(), device="cpu").precision == "bf16"
-    assert Engine(tiny_model(provenance={"auto_precision": "fp32"}), device="cpu").precision == "fp32"
-    assert Engine(tiny_model(provenance={"auto_precision": "fp32"}), "bf16", device="cpu").precision == "bf16"
+    assert tiny_model()._engine(device="cpu").precision == "bf16"
+    assert tiny_model(provenance={"auto_precision": "fp32"})._engine(device="cpu").precision == "fp32"
+    assert tiny_model(provenance={"auto_precision": "fp32"})._engine("bf16", device="cpu").precision == "bf16"
     fake_cpu({"avx512f"})
-    assert Engine(tiny_model(), device="cpu").precision == "fp32"
+    assert tiny_model()._engine(device="cpu").precision == "fp32"
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_engine_folds_a_copy_and_matches_the_model(precision):
     model = tiny_model()
-    engine = Engine(model, precision, device="cpu")
+    engine = model._engine(precision, device="cpu")
     assert engine.optimizations["batchnorm_folded"] > 0
     assert not any(isinstance(m, nn.BatchNorm2d) for m in engine.network.modules())
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.network.modules())
@@ -242,9 +284,9 @@ def test_engine_folds_a_copy_and_matches_the_model(precision):
 
 def test_engine_rejects_unknown_backend_and_bf16_onnxruntime():
     with pytest.raises(SurgeError, match="backend"):
-        Engine(tiny_model(), backend="tensorrt")
+        tiny_model().prepare(backend="tensorrt")
     with pytest.raises(SurgeError, match="fp32 only"):
-        Engine(tiny_model(), "bf16", device="cpu", backend="onnxruntime")
+        tiny_model().prepare("bf16", device="cpu", backend="onnxruntime")
 
 
 class _SharedConv(nn.Module):

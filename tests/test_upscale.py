@@ -4,8 +4,6 @@ The ``bicubic`` model makes the expected output computable independently
 (MATLAB bicubic of the input), so these tests check pixels, not only shapes.
 """
 
-import inspect
-
 import numpy as np
 import pytest
 import torch
@@ -13,21 +11,21 @@ from PIL import Image, ImageCms
 
 import surge
 from surge.imaging.bicubic import imresize
-from surge.inference.engine import Engine
+from surge.errors import ImageValueError
+from surge.inference import optimize
 from surge.inference.image_io import quantise
-from surge.inference.upscale import get_engine, upscale_array
-from surge.models.registry import load_model
+from surge.models.registry import SRModel, load_model
 
 
 @pytest.fixture(scope="module")
 def bicubic():
-    return get_engine("bicubic", device="cpu")
+    return load_model("bicubic", device="cpu")
 
 
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
-    return get_engine(load_model("surge-tiny"), precision="fp32", device="cpu")
+    return load_model("surge-tiny", device="cpu", precision="fp32")
 
 
 def _img(h=9, w=13, channels=3, seed=0, dtype=np.uint8):
@@ -80,7 +78,7 @@ def test_grey_layout_kept_and_equals_bicubic_of_grey(bicubic, shape):
 
 def test_grey_through_learned_model_is_luma_of_rgb_result(tiny):
     grey = _img(channels=1, dtype=np.float32)[..., 0]
-    out = upscale_array(grey, tiny, tile=None)
+    out = surge.upscale(grey, model=tiny, tile=None)
     rgb = tiny(torch.from_numpy(grey)[None, None].repeat(1, 3, 1, 1))[0].permute(1, 2, 0).numpy()  # unclamped
     luma = np.clip(rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32), 0, 1)
     assert out.shape == (36, 52) and np.abs(out - luma).max() < 1e-6
@@ -133,20 +131,90 @@ def test_pil_keeps_icc_profile(bicubic):
     assert surge.upscale(img, model=bicubic).info.get("icc_profile") == icc
 
 
-def test_model_given_as_name_srmodel_or_engine():
+def test_model_given_as_name_path_or_srmodel(tmp_path):
+    from surge.models.files import save_model
+
     arr = _img(5, 6)
     by_name = surge.upscale(arr, model="bicubic", device="cpu")
     by_model = surge.upscale(arr, model=load_model("bicubic"), device="cpu")
-    engine = get_engine("bicubic", device="cpu")
-    assert get_engine(engine) is engine
-    assert np.array_equal(by_name, by_model) and np.array_equal(by_name, surge.upscale(arr, model=engine))
+    assert np.array_equal(by_name, by_model)
+    torch.manual_seed(3)
+    path = save_model(load_model("surge-tiny").network, tmp_path / "tiny.safetensors")
+    by_path = surge.upscale(arr, model=path, precision="fp32", device="cpu")
+    assert np.array_equal(by_path, surge.upscale(arr, model=load_model(path, device="cpu", precision="fp32")))
+    with pytest.raises(TypeError, match="SRModel"):
+        surge.upscale(arr, model=load_model("bicubic").network)
 
 
-def test_backend_passed_through_when_supported():
-    if "backend" not in inspect.signature(Engine).parameters:
-        pytest.skip("Engine has no backend argument in this version")
-    engine = get_engine("surge-tiny", device="cpu", backend="onnxruntime")
-    assert engine.backend == "onnxruntime"
+def test_engine_is_built_once_per_model_and_settings(monkeypatch):
+    """Issue 10 item 17: repeated surge.upscale calls with one model reuse its inference copy."""
+    from surge.inference import _engine
+
+    builds = []
+    real = optimize.optimize_for_inference
+    monkeypatch.setattr(_engine, "optimize_for_inference", lambda net, **k: builds.append(net) or real(net, **k))
+    model = load_model("surge-tiny", device="cpu", precision="fp32")
+    arr = _img(6, 7)
+    first = surge.upscale(arr, model=model)
+    assert np.array_equal(surge.upscale(arr, model=model, tile=4), first)
+    model(torch.rand(1, 3, 5, 5))
+    assert len(builds) == 1
+    surge.upscale(arr, model=model, precision="bf16")  # other settings: a second copy, also kept
+    surge.upscale(arr, model=model, precision="bf16")
+    assert len(builds) == 2
+    model.clear_cache()
+    surge.upscale(arr, model=model)
+    assert len(builds) == 3
+
+
+def test_model_call_runs_a_batch_and_checks_its_shape():
+    model = load_model("bicubic", device="cpu")
+    x = torch.from_numpy(_img(5, 6, dtype=np.float32)).permute(2, 0, 1)[None]
+    y = model(x)
+    assert y.shape == (1, 3, 20, 24) and y.dtype == torch.float32
+    expected = _expected_bicubic(x[0].permute(1, 2, 0).numpy())
+    assert np.abs(y[0].permute(1, 2, 0).numpy() - expected).max() < 1e-5
+    with pytest.raises(ValueError, match=r"expected a \(B, 3, H, W\) batch"):
+        model(x[:, :2])
+    strict = SRModel(name="strict", network=model.network, scale=4, source="test", size_multiple=4, min_size=8)
+    with pytest.raises(ValueError, match="at least 8 px, multiples of 4"):
+        strict(torch.rand(1, 3, 8, 10))
+    assert strict(torch.rand(1, 3, 8, 12)).shape == (1, 3, 32, 48)
+
+
+def test_descriptor_says_what_a_model_needs_and_can_do():
+    bic, preset = load_model("bicubic", device="cpu"), load_model("surge-tiny", device="cpu", precision="bf16")
+    assert (bic.scale, bic.in_channels, bic.out_channels, bic.precisions, bic.receptive_radius) == (4, 3, 3, ("fp32",), 2)
+    assert bic.trained and not preset.trained and "untrained" in preset.source
+    assert preset.precision == "bf16" and set(preset.precisions) == {"fp32", "bf16", "fp16"}
+    assert preset.description and bic.description
+    with pytest.raises(surge.errors.SurgeError, match="does not support precision bf16"):
+        load_model("bicubic", precision="bf16")
+
+
+def test_onnxruntime_backend_matches_torch_fp32():
+    pytest.importorskip("onnxruntime")
+    model = load_model("surge-tiny", device="cpu", precision="fp32")
+    arr = _img(7, 9, dtype=np.float32)
+    ort = surge.upscale(arr, model=model, backend="onnxruntime")
+    assert np.abs(ort - surge.upscale(arr, model=model)).max() < 1e-4
+    assert {key[2] for key in model._engines} == {"torch", "onnxruntime"}
+    with pytest.raises(surge.errors.SurgeError, match="backend"):
+        surge.upscale(arr, model=model, backend="tensorrt")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [(-0.25, r"min -0.25, max 1\b"), (1.5, r"min 0, max 1.5\b"), (np.nan, "1 non-finite"), (np.inf, "1 non-finite")],
+)
+def test_float_arrays_outside_unit_range_are_refused_not_clipped(bicubic, value, message):
+    arr = _img(dtype=np.float32)
+    arr[0, 0, 0], arr[1, 1, 1] = 0.0, 1.0
+    arr[2, 3, 0] = value
+    with pytest.raises(ImageValueError, match=message):
+        surge.upscale(arr, model=bicubic)
+    with pytest.raises(ValueError):  # also a ValueError, for callers that catch that
+        surge.upscale(Image.fromarray(arr[..., 0]), model=bicubic)
 
 
 @pytest.mark.parametrize(

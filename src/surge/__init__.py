@@ -3,13 +3,20 @@
 Public API::
 
     import surge
-    model = surge.load_model("default")          # or "bicubic", a bundled name, a .safetensors path
-    sr = surge.upscale(pil_image_or_array, model=model, tile="auto", precision="auto")
+    model = surge.load_model("default", device="auto", precision="auto")  # or "bicubic", a bundled name, a file
+    model.scale, model.precisions, model.receptive_radius, model.trained   # what it needs and can do
+    sr = surge.upscale(pil_image_or_array, model=model, tile="auto")      # the model keeps its engine
+    sr_batch = model(lr_batch)                                              # float (B, C, h, w) in [0, 1]
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["SRModel", "__version__", "load_model", "upscale"]
+__all__ = ["BACKENDS", "PRECISIONS", "SRModel", "__version__", "load_model", "upscale"]
+
+# What ``precision=`` and ``backend=`` accept (plain tuples: the CLI builds its options from
+# them without importing torch).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+BACKENDS = ("torch", "onnxruntime")
 
 
 def upscale(image, model="default", **kwargs):

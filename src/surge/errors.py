@@ -16,6 +16,10 @@ class ImageReadError(SurgeError):
     """An input image cannot be read (empty, truncated, not an image, too large)."""
 
 
+class ImageValueError(SurgeError, ValueError):
+    """An image array's pixel values cannot be upscaled as given (NaN/inf, float outside [0, 1])."""
+
+
 class ImageWriteError(SurgeError):
     """An output cannot be written (folder not writable, would overwrite an input...)."""
 

@@ -12,8 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
+import surge
+from surge import PRECISIONS
 from surge.errors import DatasetError, SurgeError
-from surge.inference.engine import PRECISIONS
 
 DEFAULT_OUT = Path("docs") / "results" / "compare"
 DEFAULT_CROP_SIZE = 64
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     entries: list[ModelEntry] = []
     predictors: dict[str, Predictor] = {}
     for spec in args.models:
-        predictor = Predictor(spec, args.precision, args.device)
+        predictor = Predictor(surge.load_model(spec, device=args.device), args.precision)
         name = predictor.name if predictor.name not in predictors else str(spec)
         predictors[name] = predictor
         entry = saved_by_name.pop(name, None) or ModelEntry(name, params=predictor.params)
@@ -125,7 +126,7 @@ def _crop_figure(entries, predictors, data: Path, args, crops, path: Path) -> Pa
                 crops.append(CropSpec(bench.name, bench.pairs[0].name))
     columns = dict(predictors)
     if "bicubic" not in columns:
-        columns = {"bicubic": Predictor("bicubic", "fp32", "cpu"), **columns}
+        columns = {"bicubic": Predictor(surge.load_model("bicubic", device="cpu"), "fp32"), **columns}
     by_name = {e.name: e for e in entries}
     rows = []
     for crop in crops:

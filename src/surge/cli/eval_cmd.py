@@ -11,9 +11,10 @@ import argparse
 import sys
 from pathlib import Path
 
+import surge
+from surge import PRECISIONS
 from surge.errors import DatasetError
 from surge.evaluation.metrics import Y_CONVENTIONS
-from surge.inference.engine import PRECISIONS
 
 DEFAULT_DATA = Path("..") / "shared" / "datasets" / "benchmark"
 
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     data = resolve_data(args.data)
     if args.crop is not None and args.crop < 0:
         raise DatasetError(f"--crop must be >= 0, got {args.crop}")
-    predictor = Predictor(args.model, args.precision, args.device)
+    predictor = Predictor(surge.load_model(args.model, device=args.device), args.precision)
     crop = predictor.scale if args.crop is None else args.crop
     print(f"model {predictor.describe()} on {data}", flush=True)
     print(f"protocol: {protocol_line(args.y_convention, crop)}", flush=True)

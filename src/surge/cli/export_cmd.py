@@ -1,7 +1,7 @@
 """``surge export MODEL --onnx OUT.onnx``: an ONNX file with dynamic batch, height and width.
 
-The exported graph is the inference copy the Engine runs (BatchNorm folded, sub-pixel
-convs), in fp32, input ``lr`` (N, 3, H, W) in [0, 1], output ``sr`` (N, 3, 4H, 4W), not
+The exported graph is what ``--backend onnxruntime`` runs (``SRModel.export_onnx``:
+BatchNorm folded, sub-pixel convs), in fp32, input ``lr`` (N, 3, H, W) in [0, 1], output ``sr`` (N, 3, 4H, 4W), not
 clamped. Written to a temp file next to OUT and renamed, so a failed export never leaves a
 half-written file or destroys an existing one.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import surge
 from surge.errors import SurgeError
-from surge.models.registry import load_model
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
@@ -25,19 +25,10 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from surge.inference.onnx_backend import export_onnx
-    from surge.inference.optimize import optimize_for_inference
-    from surge.models.generator import SuRGeGenerator
-
     out = Path(args.onnx)
     if out.suffix.lower() != ".onnx":
         raise SurgeError(f"{out}: output file must end in .onnx")
-    model = load_model(args.model)
-    if not isinstance(model.network, SuRGeGenerator):
-        raise SurgeError(f"{args.model}: only SuRGe generators can be exported (this is {type(model.network).__name__})")
-    network = model.network.eval()
-    if not args.no_optimize:
-        network, _ = optimize_for_inference(network)
-    export_onnx(network, out, in_channels=model.in_channels, opset=args.opset)
+    model = surge.load_model(args.model, device="cpu")
+    model.export_onnx(out, opset=args.opset, optimize=not args.no_optimize)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, opset {args.opset}, dynamic batch/height/width)")
     return 0

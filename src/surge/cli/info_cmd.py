@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
+import surge
 from surge.models.info import describe
-from surge.models.registry import load_model
 
 # describe() keys in display order, with their labels; other keys are printed after them.
 _LABELS = {
@@ -34,7 +34,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    info = describe(load_model(args.name))
+    info = describe(surge.load_model(args.name, device="cpu"))
     if args.json:
         print(json.dumps(info, indent=2, default=str))
     else:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+import surge
+from surge import BACKENDS, PRECISIONS
 from surge.errors import ImageWriteError, SurgeError
-from surge.inference.engine import PRECISIONS
 from surge.inference.image_io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, check_writable_dir, read_image, write_image
-from surge.inference.upscale import get_engine, upscale_array
 from surge.models.registry import default_model_name
 
 EXTENSIONS = ("png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp", "same")
@@ -44,7 +44,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overlap", default=None, type=_non_negative, metavar="N", help="LR context per tile side (default: the model's receptive radius, exact)")
     p.add_argument("--precision", default="auto", choices=PRECISIONS)
     p.add_argument("--device", default="auto", metavar="auto|cpu|cuda[:N]")
-    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"))
+    p.add_argument("--backend", default="torch", choices=BACKENDS)
     p.add_argument("--max-pixels", default=DEFAULT_MAX_PIXELS, type=_positive, metavar="N", help="refuse inputs with more pixels (default: %(default)s)")
     p.add_argument("--batch-size", default=1, type=_positive, metavar="N", help="tiles per forward pass (default: %(default)s)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-file messages (errors are still printed)")
@@ -152,14 +152,15 @@ def run(args) -> int:
         return 1
     check_writable_dir(args.output)  # once, before loading a model: exit 2 if not writable
     model = args.model or default_model_name()
-    engine = get_engine(model, args.precision, args.device, args.backend)
-    done, skipped, failed = _process(jobs, engine, args)
+    # Loaded once: the model keeps its inference copy across all files.
+    sr_model = surge.load_model(model, device=args.device, precision=args.precision).prepare(backend=args.backend)
+    done, skipped, failed = _process(jobs, sr_model, args)
     if not args.quiet:
         print(f"surge: {done} upscaled, {skipped} skipped, {failed + len(errors)} failed -> {args.output}", file=sys.stderr)
     return 1 if failed or errors else 0
 
 
-def _process(jobs: list[Job], engine, args) -> tuple[int, int, int]:
+def _process(jobs: list[Job], model, args) -> tuple[int, int, int]:
     done = skipped = failed = 0
     show = not args.quiet
     # Bars only on a terminal: in logs and pipes their carriage returns are just noise.
@@ -172,7 +173,7 @@ def _process(jobs: list[Job], engine, args) -> tuple[int, int, int]:
                 tqdm.write(f"surge: skipping {job.source}: {job.target} exists (use --overwrite)", file=sys.stderr)
             continue
         try:
-            _upscale_file(job, engine, args, progress=bars)
+            _upscale_file(job, model, args, progress=bars)
             done += 1
         except SurgeError as exc:
             failed += 1
@@ -183,9 +184,13 @@ def _process(jobs: list[Job], engine, args) -> tuple[int, int, int]:
     return done, skipped, failed
 
 
-def _upscale_file(job: Job, engine, args, progress: bool) -> None:
+def _upscale_file(job: Job, model, args, progress: bool) -> None:
     array, meta = read_image(job.source, max_pixels=args.max_pixels)
-    result = upscale_array(array, engine, tile=args.tile, overlap=args.overlap, progress=progress, batch_size=args.batch_size)
+    try:
+        result = surge.upscale(array, model=model, tile=args.tile, overlap=args.overlap, progress=progress,
+                               batch_size=args.batch_size, backend=args.backend)
+    except SurgeError as exc:
+        raise type(exc)(f"{job.source}: {exc}") from None
     try:
         write_image(result, job.target, meta)
     except ImageWriteError as exc:

@@ -5,8 +5,8 @@ The Python API used by ``surge eval`` and by training-time validation:
 * :func:`evaluate_set` (one set folder -> :class:`SetResult`),
 * :func:`evaluate` (several sets under a root -> ``{set name: SetResult}``).
 
-Both accept a model name or file, an :class:`~surge.models.registry.SRModel`, an
-:class:`~surge.inference.engine.Engine` or a bare ``nn.Module`` (the trainer's generator:
+Both accept a model name or file, an :class:`~surge.models.registry.SRModel` (``surge.load_model``)
+or a bare ``nn.Module`` (the trainer's generator:
 it is run in eval mode under ``inference_mode`` and put back in its previous mode, never
 moved or converted). The model is prepared once; decoded images are cached across calls
 (:mod:`surge.evaluation.datasets`).
@@ -52,8 +52,7 @@ from surge.atomic import atomic_output as _atomic_output
 from surge.errors import DatasetError, ImageReadError, ImageWriteError, SurgeError
 from surge.evaluation import metrics
 from surge.evaluation.datasets import BenchmarkSet, Skipped, discover_set, find_set, load_pair
-from surge.inference.engine import Engine
-from surge.models.registry import SRModel
+from surge.models.registry import SRModel, load_model
 
 DEFAULT_SETS = ("Set5", "Set14", "BSD100")
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
@@ -213,21 +212,20 @@ class Predictor:
 
     def __init__(
         self,
-        model_or_engine: str | os.PathLike | SRModel | Engine | nn.Module,
+        model: str | os.PathLike | SRModel | nn.Module,
         precision: str = "fp32",
         device: str | torch.device | None = "auto",
     ):
+        """``device`` applies to a model loaded here by name; an SRModel runs on its own."""
         self._module: nn.Module | None = None
         self._function: Callable[[np.ndarray], np.ndarray] | None = None
-        if isinstance(model_or_engine, Engine):
-            self._engine = model_or_engine
-        elif isinstance(model_or_engine, nn.Module):
+        if isinstance(model, nn.Module):
             self._engine = None
-            self._module = model_or_engine
+            self._module = model
         else:
-            self._engine = Engine(
-                model_or_engine if isinstance(model_or_engine, SRModel) else str(model_or_engine), precision, device
-            )
+            if not isinstance(model, SRModel):
+                model = load_model(str(model), device=device or "auto")
+            self._engine = model._engine(precision)
         if self._engine is not None:
             self.name = self._engine.model.name
             self.scale = int(self._engine.scale)
@@ -295,7 +293,7 @@ class Predictor:
 
 
 def evaluate_set(
-    model_or_engine: str | os.PathLike | SRModel | Engine | nn.Module | Predictor,
+    model: str | os.PathLike | SRModel | nn.Module | Predictor,
     set_dir: str | os.PathLike | BenchmarkSet,
     *,
     crop: int | None = None,
@@ -311,7 +309,7 @@ def evaluate_set(
     ``crop`` defaults to the model's scale. ``save_sr``: folder to write ``<name>.png`` SR
     images into (never over an input file). ``rgb`` adds PSNR over RGB.
     """
-    predictor = model_or_engine if isinstance(model_or_engine, Predictor) else Predictor(model_or_engine, precision, device)
+    predictor = model if isinstance(model, Predictor) else Predictor(model, precision, device)
     scale = predictor.scale
     bench = set_dir if isinstance(set_dir, BenchmarkSet) else discover_set(set_dir, scale)
     if bench.scale != scale:
@@ -361,7 +359,7 @@ def resolve_sets(data_root: str | os.PathLike, sets: Sequence[str], scale: int =
 
 
 def evaluate(
-    model: str | os.PathLike | SRModel | Engine | nn.Module | Predictor,
+    model: str | os.PathLike | SRModel | nn.Module | Predictor,
     data_root: str | os.PathLike,
     sets: Sequence[str] = DEFAULT_SETS,
     *,

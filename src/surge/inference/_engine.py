@@ -1,13 +1,15 @@
-"""The compute engine: runs a model's network on one float batch at a chosen precision/device.
+"""Internal: the inference copy of a model that runs one float batch at a precision/device.
 
-Tiling (``surge.inference.tiling``) keeps tiles on the host and hands them one at a time
-to an Engine, so the whole image never has to sit on the compute device.
+Users never build one: :class:`surge.models.registry.SRModel` builds it on first use, once
+per (precision, device, backend), and caches it (``SRModel._engine``). Tiling
+(``surge.inference.tiling``) keeps tiles on the host and hands them one at a time to an
+Engine, so the whole image never has to sit on the compute device.
 
 At construction the Engine makes its own inference copy of the network
 (:func:`surge.inference.optimize.optimize_for_inference`: BatchNorm folded into the convs,
-SuRGe's upsample->conv pairs rewritten as sub-pixel convs, checked against the original),
-so a model that a trainer is still using is never modified. It then casts that copy to
-the compute precision and lays it out channels-last, or exports it to ONNX for
+the architecture's upsample->conv pairs rewritten as sub-pixel convs, checked against the
+original), so a model that a trainer is still using is never modified. It then casts that
+copy to the compute precision and lays it out channels-last, or exports it to ONNX for
 ``backend="onnxruntime"``.
 
 ``precision="auto"`` is decided per device (:func:`surge.inference.optimize.auto_precision`):
@@ -18,14 +20,16 @@ fp32 otherwise; always within the model's ``precisions`` and its provenance's
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
+from surge import BACKENDS, PRECISIONS
 from surge.errors import SurgeError
 from surge.inference.optimize import REDUCED_DTYPES, auto_precision, optimize_for_inference, to_compute_dtype
-from surge.models.registry import SRModel, load_model
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-BACKENDS = ("torch", "onnxruntime")
+if TYPE_CHECKING:
+    from surge.models.registry import SRModel
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -59,26 +63,20 @@ def resolve_precision(model: SRModel, precision: str, device: torch.device, back
 class Engine:
     """Callable: float32 host tensor (B, C, h, w) in [0, 1] -> float32 host tensor (B, C, 4h, 4w).
 
-    ``backend``: ``"torch"`` (default) or ``"onnxruntime"`` (the inference copy is exported
-    to ONNX in memory on construction; fp32).  ``optimize=False`` runs the network as
-    loaded (no folding or rewrites), for comparisons.
+    ``precision`` and ``device`` are concrete (resolved by the caller, see
+    :func:`resolve_precision`). ``backend``: ``"torch"`` or ``"onnxruntime"`` (the inference
+    copy is exported to ONNX in memory; fp32). ``optimize=False`` runs the network as loaded
+    (no folding or rewrites), for benchmarks.
     """
 
-    def __init__(
-        self,
-        model: SRModel | str,
-        precision: str = "auto",
-        device: str | torch.device | None = "auto",
-        backend: str = "torch",
-        optimize: bool = True,
-    ):
+    def __init__(self, model: SRModel, precision: str, device: torch.device, backend: str = "torch", optimize: bool = True):
         if backend not in BACKENDS:
             raise SurgeError(f"unknown backend {backend!r} (use one of {', '.join(BACKENDS)})")
-        self.model = load_model(model) if not isinstance(model, SRModel) else model
+        self.model = model
         self.device = resolve_device(device)
         self.backend = backend
-        self.precision = resolve_precision(self.model, precision, self.device, backend)
-        source = self.model.network
+        self.precision = resolve_precision(model, precision, self.device, backend)
+        source = model.network
         if optimize:
             network, self.optimizations = optimize_for_inference(source)
         else:
@@ -89,7 +87,7 @@ class Engine:
         if backend == "onnxruntime":
             from surge.inference.onnx_backend import OnnxSession, export_to_bytes
 
-            self._session = OnnxSession(export_to_bytes(network.cpu(), in_channels=self.model.in_channels), self.device)
+            self._session = OnnxSession(export_to_bytes(network.cpu(), in_channels=model.in_channels), self.device)
             self.network = network
             return
         network = network.to(self.device)

@@ -9,8 +9,8 @@ float rounding differs by ~1e-6) make the SuRGe generator cheaper to run:
   BatchNorm becomes ``Identity``. Pairs are found by tracing the network with ``torch.fx``
   (a BN qualifies only when every call of it reads one conv whose output nothing else
   reads), so the rule is the data flow, not module names.
-* **Sub-pixel rewrite of "nearest x2 upsample, then a k x k conv"** (SuRGe's ``U0 -> C1`` and
-  ``U1 -> out``). A conv of radius ``r`` over a nearest-upsampled map reads, for each of the
+* **Sub-pixel rewrite of "nearest x2 upsample, then a k x k conv"**, for the pairs an
+  architecture declares in its ``inference_hints()`` (SuRGe: ``U0 -> C1`` and ``U1 -> out``). A conv of radius ``r`` over a nearest-upsampled map reads, for each of the
   4 output phases, only ``ceil(r/2)`` low-resolution pixels each side, so it equals a
   low-resolution conv with ``4 * c_out`` channels followed by ``pixel_shuffle(2)``. For the
   9x9 head kernels that is 3.2x fewer multiply-adds (34 -> ~26 MFLOP per LR pixel for the
@@ -38,6 +38,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from surge.models.inference_hints import InferenceHints
 
 from surge.errors import SurgeError
 
@@ -201,28 +203,26 @@ def _is_per_channel_pointwise(act: nn.Module) -> bool:
     return isinstance(act, (nn.PReLU, nn.ReLU, nn.LeakyReLU, nn.Identity))
 
 
+def _hints(network: nn.Module) -> InferenceHints | None:
+    hook = getattr(network, "inference_hints", None)
+    return hook() if callable(hook) else None
+
+
 def subpixel_rewrite(network: nn.Module) -> int:
-    """Rewrite SuRGe's ``U0 -> C1[0]`` and ``U1 -> out`` pairs in place; returns how many.
-
-    Relies on the generator's documented data flow (every use of ``U0`` feeds ``C1`` and the
-    only use of ``U1`` feeds ``out``); anything else is left alone.
+    """Rewrite the (upsample, conv) pairs the network declares in its ``inference_hints()``
+    in place; returns how many. A declared pair whose modules do not have the required
+    form (Upsample2x with a per-channel activation, plain same-padded conv) is left alone.
     """
-    from surge.models.generator import SuRGeGenerator, Upsample2x
+    from surge.models.generator import Upsample2x
 
-    if not isinstance(network, SuRGeGenerator):
-        return 0
+    hints = _hints(network)
     done = 0
-    for up_name, conv_owner, conv_key in (("U0", "C1", "0"), ("U1", None, "out")):
-        up = getattr(network, up_name)
-        owner = getattr(network, conv_owner) if conv_owner else network
-        conv = owner.get_submodule(conv_key) if conv_owner else getattr(network, conv_key)
+    for up_path, conv_path in hints.subpixel_pairs if hints else ():
+        up, conv = network.get_submodule(up_path), network.get_submodule(conv_path)
         if not (isinstance(up, Upsample2x) and _is_per_channel_pointwise(up.act) and _is_plain_same_conv(conv)):
             continue
-        setattr(network, up_name, LowResConvAct(up.conv, up.act))
-        if conv_owner:
-            owner[int(conv_key)] = SubpixelConv.from_upsampled_conv(conv)
-        else:
-            setattr(network, conv_key, SubpixelConv.from_upsampled_conv(conv))
+        _set_submodule(network, up_path, LowResConvAct(up.conv, up.act))
+        _set_submodule(network, conv_path, SubpixelConv.from_upsampled_conv(conv))
         done += 1
     return done
 
@@ -245,26 +245,25 @@ class _CastInput(nn.Module):
 def to_compute_dtype(network: nn.Module, dtype: torch.dtype) -> nn.Module:
     """Cast a network's body to ``dtype`` while it keeps an fp32 interface (in place).
 
-    For the SuRGe generator the first conv reads the fp32 input cast to ``dtype``, and the
-    output conv, tanh and the bicubic global residual stay in fp32: the input image and the
-    output are where reduced precision would cost the most (a bf16 8-bit pixel already has
-    rounding error, and a bicubic base computed from it would carry it into every output
-    pixel). Other networks are cast whole and wrapped to take and return fp32.
+    A network with ``inference_hints()`` keeps the modules and parameters it lists in fp32
+    and has its input modules cast the fp32 input on entry (for SuRGe: the output conv,
+    tanh and bicubic residual stay fp32). Other networks are cast whole and wrapped to
+    take and return fp32.
     """
-    from surge.models.generator import SuRGeGenerator
-
     if dtype == torch.float32:
         return network
-    if isinstance(network, SuRGeGenerator):
-        out = network.out
-        network.to(dtype)
-        for module in network.modules():
-            if hasattr(module, "logits"):  # ConvexMix: softmax of the mixing logits in fp32
-                module.logits.data = module.logits.data.float()
-        network.C0 = _CastInput(network.C0, dtype)
-        network.out = _CastInput(out.float(), torch.float32)
-        return network
-    return _Fp32Interface(network.to(dtype), dtype)
+    hints = _hints(network)
+    if hints is None:
+        return _Fp32Interface(network.to(dtype), dtype)
+    network.to(dtype)
+    for name in hints.fp32_parameters:
+        param = network.get_parameter(name)
+        param.data = param.data.float()
+    for path in hints.input_modules:
+        _set_submodule(network, path, _CastInput(network.get_submodule(path), dtype))
+    for path in hints.fp32_modules:
+        _set_submodule(network, path, _CastInput(network.get_submodule(path).float(), torch.float32))
+    return network
 
 
 class _Fp32Interface(nn.Module):

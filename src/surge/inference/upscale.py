@@ -17,16 +17,15 @@ The result is written tile by tile into one preallocated array of the output dty
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from surge.errors import SurgeError
+from surge.errors import ImageValueError
 from surge.imaging.bicubic import imresize_torch
-from surge.inference.engine import Engine
+from surge.inference._engine import Engine
 from surge.inference.image_io import array_to_pil, pil_to_array, quantise
 from surge.inference.tiling import activation_bytes_per_lr_pixel, auto_tile_size, memory_budget, run_tiled
 from surge.models.registry import SRModel, load_model
@@ -38,57 +37,47 @@ _INTEGER_DTYPES = (np.uint8, np.uint16)
 _ELEMENT_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
 
-def get_engine(
-    model: str | Path | SRModel | Engine | None = "default",
-    precision: str = "auto",
-    device: str | torch.device = "auto",
-    backend: str = "torch",
-) -> Engine:
-    """An Engine for ``model`` (a name, a weights path, an SRModel; an Engine is returned
-    as is). Build one and pass it to :func:`upscale` to avoid reloading per image."""
-    if isinstance(model, Engine):
-        return model
-    sr = model if isinstance(model, SRModel) else load_model(model)
-    kwargs: dict = {"precision": precision, "device": device}
-    if backend != "torch":
-        # Only pass backend= when asked, so this works with Engines that predate it.
-        if "backend" not in inspect.signature(Engine).parameters:
-            raise SurgeError(f"backend {backend!r} is not available in this version of surge (only 'torch')")
-        kwargs["backend"] = backend
-    return Engine(sr, **kwargs)
-
-
 def upscale(
     image: Image.Image | np.ndarray,
-    model: str | Path | SRModel | Engine | None = "default",
+    model: str | Path | SRModel | None = "default",
     tile: int | str | None = "auto",
     overlap: int | None = None,
-    precision: str = "auto",
-    device: str | torch.device = "auto",
+    precision: str | None = None,
+    device: str | torch.device | None = None,
     progress: bool = False,
     batch_size: int = 1,
+    backend: str = "torch",
 ):
     """Upscale ``image`` x4 and return the same type: PIL image of the same mode family,
     or a numpy array of the same dtype and layout.
 
+    ``model``: a name or weights path (loaded for this call), or an :class:`SRModel` from
+    :func:`surge.load_model` -- pass one to upscale many images: the model builds its
+    inference copy once per (precision, device, backend) and keeps it. ``precision`` and
+    ``device`` default to the model's own (see ``load_model``); ``backend`` is ``"torch"``
+    or ``"onnxruntime"``.
     ``tile``: LR tile size, ``"auto"`` (from free memory and the model's cost) or
     None/0 (whole image at once). ``overlap``: LR context per tile side; defaults to the
     model's receptive radius, which makes tiled output equal untiled output.
-    ``batch_size``: tiles per forward pass (useful on GPUs). ``precision``/``device`` are
-    ignored when ``model`` is already an Engine.
+    ``batch_size``: tiles per forward pass (useful on GPUs).
+    Float arrays must hold values in [0, 1]; others are refused, never clipped.
     """
-    engine = get_engine(model, precision, device)
+    if not isinstance(model, SRModel):
+        if model is not None and not isinstance(model, (str, Path)):
+            raise TypeError(f"model must be a name, a weights path or an SRModel from surge.load_model, not {type(model).__name__}")
+        model = load_model(model, device=device or "auto", precision=precision or "auto")
+    engine = model._engine(precision, device, backend)
     options = dict(tile=tile, overlap=overlap, progress=progress, batch_size=batch_size)
     if isinstance(image, Image.Image):
         return _upscale_pil(image, engine, **options)
     if isinstance(image, np.ndarray):
-        return upscale_array(image, engine, **options)
+        return _upscale_array(image, engine, **options)
     raise TypeError(f"upscale() takes a PIL image or a numpy array, not {type(image).__name__}")
 
 
 def _upscale_pil(img: Image.Image, engine: Engine, **options) -> Image.Image:
     arr, mode, keeps_icc = pil_to_array(img)
-    result = array_to_pil(upscale_array(arr, engine, **options), mode)
+    result = array_to_pil(_upscale_array(arr, engine, **options), mode)
     icc = img.info.get("icc_profile")
     if icc and keeps_icc:
         result.info["icc_profile"] = icc
@@ -102,6 +91,21 @@ def _check_array(arr: np.ndarray) -> None:
         raise ValueError(f"expected a uint8, uint16 or float image array, got {arr.dtype}")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"empty image array, shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        _check_float_range(arr)
+
+
+def _check_float_range(arr: np.ndarray) -> None:
+    """Float pixels must be finite and in [0, 1]: clipping others would silently change the image."""
+    finite = np.isfinite(arr)
+    if not finite.all():
+        raise ImageValueError(f"float image array has {arr.size - int(finite.sum())} non-finite values (NaN or inf)")
+    low, high = float(arr.min()), float(arr.max())
+    if low < 0.0 or high > 1.0:
+        raise ImageValueError(
+            f"float image array values must be in [0, 1], got min {low:.6g}, max {high:.6g} "
+            "(rescale it first, e.g. divide 0-255 data by 255)"
+        )
 
 
 def _to_float(arr: np.ndarray) -> np.ndarray:
@@ -119,16 +123,15 @@ def _encode(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return quantise(x, dtype)
 
 
-def resolve_tile(tile: int | str | None, engine: Engine, height: int, width: int, overlap: int, batch_size: int = 1) -> int | None:
+def _resolve_tile(tile: int | str | None, engine: Engine, height: int, width: int, overlap: int, batch_size: int = 1) -> int | None:
     """An LR tile size (None = untiled) from ``tile`` = int, "auto", or None/0."""
     if tile is None or tile == 0:
         return None
     if tile == "auto":
         network = engine.model.network
         per_pixel = activation_bytes_per_lr_pixel(network, engine.model.in_channels)
-        per_pixel = per_pixel * _ELEMENT_BYTES.get(getattr(engine, "precision", "fp32"), 4) // 4
-        device = getattr(engine, "device", torch.device("cpu"))
-        return auto_tile_size(height, width, overlap, per_pixel, memory_budget(device), batch_size)
+        per_pixel = per_pixel * _ELEMENT_BYTES.get(engine.precision, 4) // 4
+        return auto_tile_size(height, width, overlap, per_pixel, memory_budget(engine.device), batch_size)
     if isinstance(tile, str) and tile.isdigit():
         tile = int(tile)
     if not isinstance(tile, int) or isinstance(tile, bool) or tile < 0:
@@ -136,7 +139,7 @@ def resolve_tile(tile: int | str | None, engine: Engine, height: int, width: int
     return tile or None
 
 
-def upscale_array(
+def _upscale_array(
     arr: np.ndarray,
     engine: Engine,
     tile: int | str | None = "auto",
@@ -155,7 +158,7 @@ def upscale_array(
     out = np.empty((height * scale, width * scale, channels), dtype=arr.dtype)
     if overlap is None:
         overlap = engine.model.receptive_radius
-    tile_px = resolve_tile(tile, engine, height, width, overlap, batch_size)
+    tile_px = _resolve_tile(tile, engine, height, width, overlap, batch_size)
 
     def encode(rgb: np.ndarray) -> np.ndarray:
         return _encode(rgb @ _LUMA[:, None] if grey else rgb, arr.dtype)

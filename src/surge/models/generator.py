@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from surge.models.config import GeneratorConfig
+from surge.models.inference_hints import InferenceHints
 
 
 def _conv(cin: int, cout: int, k: int, bias: bool = True) -> nn.Conv2d:
@@ -131,6 +132,21 @@ class SuRGeGenerator(nn.Module):
                 "F0 (mu*I0, nu*C0)": [round(float(w), 4) for w in self.F0.weights()],
                 "F1 (alpha*I1, beta*X, gamma*S)": [round(float(w), 4) for w in self.F1.weights()],
             }
+
+    def inference_hints(self) -> InferenceHints:
+        """How :mod:`surge.inference.optimize` may rewrite this network (see InferenceHints).
+
+        ``U0``'s output is read only by ``C1`` (on both the main and the skip path) and
+        ``U1``'s only by ``out``, as ``forward`` shows. The input image and the output head
+        stay fp32 in reduced precision: a bf16 8-bit pixel already has rounding error, and
+        the tanh / bicubic residual computed from them would carry it into every output pixel.
+        """
+        return InferenceHints(
+            subpixel_pairs=(("U0", "C1.0"), ("U1", "out")),
+            input_modules=("C0",),
+            fp32_modules=("out",),
+            fp32_parameters=("F0.logits", "F1.logits"),
+        )
 
     def receptive_radius(self) -> int:
         """LR pixels of context on each side that can influence an output pixel.
