@@ -41,26 +41,26 @@ def child(args) -> None:
 
     import surge
     from surge.inference.tiling import plan_tiles
-    from surge.inference.upscale import get_engine, resolve_tile
+    from surge.inference.upscale import _resolve_tile
 
     start = time.perf_counter()
     width, height = map(int, args.size.split("x"))
     image = synthetic_image(width, height)
     torch.manual_seed(0)
-    # An Engine (what a batch job would build once) so the tile choice can be reported.
-    engine = get_engine(surge.load_model(args.model), precision=args.precision, device="cpu")
+    # Loaded and prepared once (what a batch job does), so the tile choice can be reported.
+    model = surge.load_model(args.model, device="cpu", precision=args.precision).prepare()
     tile = None if args.tile in ("0", "none") else ("auto" if args.tile == "auto" else int(args.tile))
-    overlap = engine.model.receptive_radius
-    effective = resolve_tile(tile, engine, height, width, overlap)  # what upscale() will use
+    overlap = model.receptive_radius
+    effective = _resolve_tile(tile, model._engine(), height, width, overlap)  # what upscale() will use
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    out = surge.upscale(image, model=engine, tile=tile)
+    out = surge.upscale(image, model=model, tile=tile)
     seconds = time.perf_counter() - t0
     print(json.dumps({
         "effective_tile": effective,
         "tiles": len(plan_tiles(height, width, effective, overlap)),
         "overlap": overlap,
-        "precision": engine.precision,
+        "precision": model._engine().precision,
         "out_size": f"{out.size[0]}x{out.size[1]}",
         "rss_before_upscale_mb": rss_before / 1024,
         "upscale_s": seconds,

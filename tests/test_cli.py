@@ -181,11 +181,14 @@ def test_info_text_and_json(capsys):
     assert main(["info", "surge-tiny"]) == 0
     text = capsys.readouterr().out
     for field in ("architecture", "SuRGeGenerator", "parameters", "MFLOPs per LR pixel", "receptive radius",
-                  "precisions", "source", "config", "learned mixing weights", "F0 (mu*I0, nu*C0)"):
+                  "precisions", "source", "config", "learned mixing weights", "F0 (mu*I0, nu*C0)",
+                  "channels:", "3 in, 3 out", "input size (LR):", "at least 1 px"):
         assert field in text
+    assert "trained:" in text and "no (random initial weights" in text
     assert main(["info", "bicubic", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["scale"] == 4 and info["parameters"] == 0 and info["receptive_radius_lr_px"] == 2
+    assert info["trained"] is True and info["description"].startswith("MATLAB-compatible bicubic")
 
 
 def test_info_unknown_model_exits_2(capsys):
@@ -218,13 +221,14 @@ def test_bad_tile_is_usage_error(tmp_path):
 
 
 def test_onnxruntime_backend(tmp_path, capsys):
+    from surge.models.files import save_model
+
     pytest.importorskip("onnxruntime")
     _save(tmp_path / "a.png")
-    args = ["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", "surge-tiny", "--quiet"]
-    torch.manual_seed(0)  # the preset is randomly initialised: same seed, same weights
+    weights = save_model(surge.load_model("surge-tiny", device="cpu").network, tmp_path / "tiny.safetensors")
+    args = ["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", str(weights), "--quiet"]
     assert main([*args, "--backend", "onnxruntime"]) == 0
     ort = read_image(tmp_path / "out" / "a_x4.png")[0].astype(int)
-    torch.manual_seed(0)
     assert main([*args, "--precision", "fp32", "--overwrite"]) == 0
     assert np.abs(ort - read_image(tmp_path / "out" / "a_x4.png")[0]).max() <= 1
     # A precision the backend cannot run is a usage error before any file is touched.

@@ -15,8 +15,12 @@ from surge.models.info import describe
 # describe() keys in display order, with their labels; other keys are printed after them.
 _LABELS = {
     "name": "name",
+    "description": "description",
     "architecture": "architecture",
     "scale": "scale",
+    "channels": "channels",
+    "input_size": "input size (LR)",
+    "trained": "trained",
     "parameters": "parameters",
     "mflops_per_lr_pixel": "MFLOPs per LR pixel",
     "receptive_radius_lr_px": "receptive radius (LR px)",
@@ -55,6 +59,8 @@ def _display(key: str, value):
         return f"{value:,}"
     if key == "scale":
         return f"x{value}"
+    if key == "trained":
+        return "yes" if value else "no (random initial weights: output is not a meaningful upscale)"
     if key == "receptive_radius_lr_px":
         return f"{value} (minimum tile overlap for exact tiled output)"
     return value

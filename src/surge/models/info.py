@@ -25,8 +25,12 @@ def describe(model: SRModel) -> dict:
     net = model.network
     info = {
         "name": model.name,
+        "description": model.description,
         "architecture": type(net).__name__,
         "scale": model.scale,
+        "channels": f"{model.in_channels} in, {model.out_channels} out",
+        "input_size": _size_requirement(model),
+        "trained": model.trained,
         "parameters": count_parameters(net),
         "mflops_per_lr_pixel": round(flops_per_lr_pixel(model) / 1e6, 3),
         "receptive_radius_lr_px": model.receptive_radius,
@@ -40,3 +44,8 @@ def describe(model: SRModel) -> dict:
     if model.provenance:
         info["provenance"] = model.provenance
     return info
+
+
+def _size_requirement(model: SRModel) -> str:
+    multiple = f", multiples of {model.size_multiple}" if model.size_multiple > 1 else ""
+    return f"any, at least {model.min_size} px a side{multiple}"

@@ -2,7 +2,8 @@
 
 Written from the papers' descriptions so the inference benchmark can put SuRGe's cost next
 to well-known models on the same machine and code path. No weights are loaded or shipped:
-they are not part of the model registry and cannot upscale anything meaningful.
+they are not part of the surge package or its model registry and cannot upscale anything
+meaningful. The benchmark wraps them in an ``SRModel`` like any other network.
 
 * :class:`RRDBNet` -- ESRGAN (Wang et al., ECCVW 2018) as used by Real-ESRGAN x4plus:
   23 Residual-in-Residual Dense Blocks, 64 features, growth 32, nearest x2 + conv twice.
