@@ -240,7 +240,7 @@ def test_default_data_folder_missing_is_a_clear_error(tmp_path, capsys, monkeypa
 
 def test_save_sr_never_overwrites_inputs(tmp_path):
     set_dir = make_set(tmp_path / "bench", layout="flat")
-    with pytest.raises(ImageWriteError, match="refusing to overwrite an input"):
+    with pytest.raises(ImageWriteError, match="inside the benchmark set folder"):
         evaluate_set("bicubic", set_dir, save_sr=set_dir)
     assert np.asarray(Image.open(set_dir / "im0.png")).shape == (48, 40, 3)
 

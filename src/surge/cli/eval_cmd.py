@@ -13,6 +13,7 @@ from pathlib import Path
 
 import surge
 from surge import PRECISIONS
+from surge.cli.untrained import add_allow_untrained, refuse_untrained
 from surge.errors import DatasetError
 from surge.evaluation.metrics import Y_CONVENTIONS
 
@@ -28,6 +29,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sets", nargs="+", default=list(DEFAULT_SETS), metavar="SET", help="set folders to evaluate (default: %(default)s)")
     p.add_argument("--json", type=Path, metavar="OUT", help="write scores (means and per image) to this JSON file")
     p.add_argument("--save-sr", type=Path, metavar="DIR", help="save SR images as DIR/<set>/<name>.png")
+    add_allow_untrained(p)
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="compute precision (default fp32, so that scores do not depend on the machine)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
@@ -58,13 +60,18 @@ def protocol_line(y_convention: str, crop: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from surge.evaluation.report import format_eval_table, format_skipped
-    from surge.evaluation.runner import Predictor, all_complete, evaluate, results_to_dict, write_json
+    from surge.evaluation.runner import (
+        Predictor, all_complete, evaluate, refuse_output_over_inputs, resolve_sets, results_to_dict, write_json,
+    )
 
     data = resolve_data(args.data)
     if args.crop is not None and args.crop < 0:
         raise DatasetError(f"--crop must be >= 0, got {args.crop}")
     predictor = Predictor(surge.load_model(args.model, device=args.device), args.precision)
     crop = predictor.scale if args.crop is None else args.crop
+    refuse_untrained(predictor.model, args.allow_untrained)
+    if args.json is not None:  # before any work: the scores must not replace an image or the model
+        refuse_output_over_inputs(args.json, resolve_sets(data, args.sets, predictor.scale), [Path(args.model)])
     print(f"model {predictor.describe()} on {data}", flush=True)
     print(f"protocol: {protocol_line(args.y_convention, crop)}", flush=True)
     results = evaluate(

@@ -113,6 +113,7 @@ def discover_set(set_dir: str | os.PathLike, scale: int = 4) -> BenchmarkSet:
     hr_files = _images_in(hr_dir)
     if not hr_files:
         raise DatasetError(f"{hr_dir}: no images found")
+    _refuse_name_clashes(hr_files)
 
     bench = BenchmarkSet(set_dir.name, set_dir, scale, [], lr_source="files" if lr_dir else "bicubic from HR")
     if lr_dir is None:
@@ -126,6 +127,11 @@ def discover_set(set_dir: str | os.PathLike, scale: int = 4) -> BenchmarkSet:
             alternatives = [q for q in lr_dir.glob(lr_pattern.format(stem=hr.stem, s=scale, suffix=".*")) if q.suffix.lower() in IMAGE_SUFFIXES]
             if len(alternatives) == 1:
                 lr = alternatives[0]
+            elif len(alternatives) > 1:
+                expected.update(alternatives)
+                names = " and ".join(q.name for q in sorted(alternatives))
+                bench.skipped.append(Skipped(hr.stem, f"{lr_dir}: {names} are all LR candidates for {hr}; keep one"))
+                continue
         if lr.is_file():
             expected.add(lr)
             bench.pairs.append(ImagePair(hr.stem, hr, lr))
@@ -135,6 +141,16 @@ def discover_set(set_dir: str | os.PathLike, scale: int = 4) -> BenchmarkSet:
         if orphan not in expected:
             bench.skipped.append(Skipped(orphan.stem, f"{orphan}: LR file without an HR image in {hr_dir}"))
     return bench
+
+
+def _refuse_name_clashes(files: list[Path]) -> None:
+    """Results are keyed by file stem: ``x.png`` and ``x.bmp`` would silently count as one image."""
+    seen: dict[str, Path] = {}
+    for path in files:
+        if path.stem in seen:
+            raise DatasetError(f"{seen[path.stem]} and {path.name}: two images named {path.stem!r} in one set "
+                               "(scores are keyed by name); remove or rename one")
+        seen[path.stem] = path
 
 
 # ---------------------------------------------------------------------------------------

@@ -234,6 +234,11 @@ class Predictor:
             scale = getattr(self._module, "scale", None) or getattr(getattr(self._module, "config", None), "scale", None)
             self.scale = int(scale or 4)
 
+    @property
+    def model(self) -> SRModel | None:
+        """The SRModel being measured (None for a bare module or a wrapped function)."""
+        return self._engine.model if self._engine is not None else None
+
     def describe(self) -> str:
         """"surge-x4 (x4, fp32 on cpu)": what is being measured, for logs and tables."""
         if self._engine is not None:
@@ -316,6 +321,8 @@ def evaluate_set(
         raise DatasetError(f"{bench.root}: set was discovered for x{bench.scale} but model {predictor.name} is x{scale}")
     crop = scale if crop is None else int(crop)
     out_dir = Path(save_sr) if save_sr is not None else None
+    if out_dir is not None:
+        refuse_sr_inside_sets([out_dir], [bench])
     inputs = {p.resolve() for pair in bench.pairs for p in (pair.hr_path, pair.lr_path) if p is not None}
     result = SetResult(
         bench.name, predictor.name, skipped=list(bench.skipped), y_convention=y_convention, crop=crop,
@@ -377,6 +384,8 @@ def evaluate(
     """
     predictor = model if isinstance(model, Predictor) else Predictor(model, precision, device)
     benches = resolve_sets(data_root, sets, predictor.scale)
+    if save_sr is not None:
+        refuse_sr_inside_sets([Path(save_sr) / b.name for b in benches], benches)
     results: dict[str, SetResult] = {}
     for bench in benches:
         if bench.name in results:
@@ -404,6 +413,38 @@ def all_complete(results: Iterable[SetResult]) -> bool:
 def atomic_output(path: str | os.PathLike):
     """:func:`surge.atomic.atomic_output` raising :class:`ImageWriteError`."""
     return _atomic_output(path, ImageWriteError)
+
+
+def refuse_sr_inside_sets(out_dirs: Iterable[Path], benches: Sequence[BenchmarkSet]) -> None:
+    """Refuse, before any work, SR folders inside a set being read: an HR-only set would take
+    the saved PNGs for ground truth next time, and the LR folders for more inputs."""
+    roots = [b.root.resolve() for b in benches]
+    for out in out_dirs:
+        target = Path(out).resolve()
+        for root in roots:
+            if target == root or root in target.parents:
+                raise ImageWriteError(f"{out}: SR images would be written inside the benchmark set folder {root} "
+                                      "(a later eval would read them as benchmark images); choose a folder outside it")
+
+
+def refuse_output_over_inputs(path: str | os.PathLike, benches: Sequence[BenchmarkSet], others: Iterable[Path] = ()) -> None:
+    """Refuse an output path that is (or, through a link, resolves to) a file of the sets or ``others``."""
+    target = _file_id(Path(path))
+    if target is None:
+        return  # does not exist yet: it cannot be an input
+    candidates = [p for b in benches for p in b.root.rglob("*")]
+    candidates += [p for b in benches for pair in b.pairs for p in (pair.hr_path, pair.lr_path) if p is not None]
+    for candidate in [*candidates, *map(Path, others)]:
+        if _file_id(candidate) == target:
+            raise ImageWriteError(f"{path}: is the input file {candidate}; refusing to overwrite it (choose another output path)")
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if path.is_file() else None
 
 
 def save_png(img: np.ndarray, path: str | os.PathLike, protect: Collection[Path] = frozenset()) -> Path:
