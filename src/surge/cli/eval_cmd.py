@@ -1,4 +1,4 @@
-"""`surge eval`: PSNR-Y / SSIM-Y of a model on benchmark sets (the papers' MATLAB protocol).
+"""`surge eval`: PSNR-Y / SSIM-Y of a model on benchmark sets (the papers' MATLAB protocol), optionally NIQE and VIF.
 
 Exit status: 0 when every image of every set was measured; 1 when any image was skipped
 (the table then flags each mean as "N/M*" and lists the skipped files); 2 on an error
@@ -18,6 +18,7 @@ from surge.errors import DatasetError
 from surge.evaluation.metrics import Y_CONVENTIONS
 
 DEFAULT_DATA = Path("..") / "shared" / "datasets" / "benchmark"
+METRICS = ("psnr", "ssim", "niqe", "vif")
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
@@ -34,6 +35,9 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    help="compute precision (default fp32, so that scores do not depend on the machine)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--rgb", action="store_true", help="also report PSNR over RGB")
+    p.add_argument("--metrics", nargs="+", choices=METRICS, default=["psnr", "ssim"], metavar="METRIC",
+                   help="metrics to report, of %(choices)s (default: psnr ssim, always measured); niqe: no-reference "
+                        "NIQE of the SR image (lower is better), vif: pixel-domain VIF against HR (higher is better)")
     p.add_argument("--y-convention", choices=Y_CONVENTIONS, default="matlab",
                    help="matlab: Y rounded as MATLAB's rgb2ycbcr on uint8 (reproduces the published tables, default); "
                         "float: unrounded Y (BasicSR)")
@@ -53,9 +57,14 @@ def resolve_data(data: Path | None) -> Path:
                        "pass --data DIR with one folder per set (e.g. DIR/Set5/HR, DIR/Set5/LR_bicubic_X4)")
 
 
-def protocol_line(y_convention: str, crop: int) -> str:
+def protocol_line(y_convention: str, crop: int, perceptual: tuple[str, ...] = ()) -> str:
     y = "BT.601 Y rounded like MATLAB rgb2ycbcr(uint8)" if y_convention == "matlab" else "BT.601 Y in float (unrounded)"
-    return f"PSNR/SSIM on {y}, {crop} px border crop, SSIM 11x11 Gaussian sigma 1.5"
+    line = f"PSNR/SSIM on {y}, {crop} px border crop, SSIM 11x11 Gaussian sigma 1.5"
+    if "niqe" in perceptual:
+        line += "; NIQE (MATLAB release, pristine model) on the SR's rounded Y, 96x96 blocks"
+    if "vif" in perceptual:
+        line += "; VIF-p (4 scales, noise variance 2) on Y"
+    return line
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,10 +82,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:  # before any work: the scores must not replace an image or the model
         refuse_output_over_inputs(args.json, resolve_sets(data, args.sets, predictor.scale), [Path(args.model)])
     print(f"model {predictor.describe()} on {data}", flush=True)
-    print(f"protocol: {protocol_line(args.y_convention, crop)}", flush=True)
+    perceptual = tuple(m for m in METRICS if m in args.metrics and m not in ("psnr", "ssim"))
+    print(f"protocol: {protocol_line(args.y_convention, crop, perceptual)}", flush=True)
     results = evaluate(
         predictor, data, args.sets, save_sr=args.save_sr, crop=crop, y_convention=args.y_convention,
-        rgb=args.rgb, progress=not args.quiet,
+        rgb=args.rgb, perceptual_metrics=perceptual, progress=not args.quiet,
     )
     print(format_eval_table(results, rgb=args.rgb))
     skipped = format_skipped(results)

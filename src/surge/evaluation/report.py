@@ -33,13 +33,19 @@ def _fmt(x: float | None, digits: int) -> str:
 
 
 def format_eval_table(results: dict[str, SetResult], rgb: bool = False) -> str:
-    """The table `surge eval` prints: set, images, PSNR-Y, SSIM-Y[, PSNR-RGB], s/image."""
-    header = ["set", "images", "PSNR-Y", "SSIM-Y"] + (["PSNR-RGB"] if rgb else []) + ["s/img"]
+    """The table `surge eval` prints: set, images, PSNR-Y, SSIM-Y[, PSNR-RGB][, NIQE][, VIF], s/image.
+
+    NIQE and VIF columns appear when any set was measured with them.
+    """
+    perceptual = [(key, label, digits) for key, label, digits in (("niqe", "NIQE", 3), ("vif", "VIF", 4))
+                  if any(getattr(r, key) is not None for r in results.values())]
+    header = ["set", "images", "PSNR-Y", "SSIM-Y"] + (["PSNR-RGB"] if rgb else []) + [p[1] for p in perceptual] + ["s/img"]
     rows = []
     for name, r in results.items():
         row = [name, r.coverage(), _fmt(r.psnr_y, 2), _fmt(r.ssim_y, 4)]
         if rgb:
             row.append(_fmt(r.psnr_rgb, 2))
+        row.extend(_fmt(getattr(r, key), digits) for key, _, digits in perceptual)
         row.append(_fmt(r.seconds_per_image, 3))
         rows.append(row)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]

@@ -50,11 +50,13 @@ from tqdm import tqdm
 
 from surge.atomic import atomic_output as _atomic_output
 from surge.errors import DatasetError, ImageReadError, ImageWriteError, SurgeError
-from surge.evaluation import metrics
+from surge.evaluation import metrics, perceptual
 from surge.evaluation.datasets import BenchmarkSet, Skipped, discover_set, find_set, load_pair
 from surge.models.registry import SRModel, load_model
 
 DEFAULT_SETS = ("Set5", "Set14", "BSD100")
+# Scores measured only when asked for (--rgb, --metrics); absent from the JSON otherwise.
+_OPTIONAL_SCORES = ("psnr_rgb", "niqe", "vif")
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 
 
@@ -68,11 +70,14 @@ class ImageResult:
     ssim_y: float
     seconds: float
     psnr_rgb: float | None = None
+    niqe: float | None = None  # of the SR image alone (lower is better)
+    vif: float | None = None
 
     def to_dict(self) -> dict:
         out = {"psnr_y": _json_float(self.psnr_y), "ssim_y": _json_float(self.ssim_y), "seconds": round(self.seconds, 6)}
-        if self.psnr_rgb is not None:
-            out["psnr_rgb"] = _json_float(self.psnr_rgb)
+        for key in _OPTIONAL_SCORES:
+            if getattr(self, key) is not None:
+                out[key] = _json_float(getattr(self, key))
         return out
 
 
@@ -126,6 +131,19 @@ class SetResult:
         return self._mean("psnr_rgb")
 
     @property
+    def niqe(self) -> float | None:
+        return self._optional_mean("niqe")
+
+    @property
+    def vif(self) -> float | None:
+        return self._optional_mean("vif")
+
+    def _optional_mean(self, key: str) -> float | None:
+        if not any(getattr(r, key) is not None for r in self.per_image.values()):
+            return None
+        return self._mean(key)
+
+    @property
     def seconds_per_image(self) -> float:
         """Model time per image (LR tensor in -> uint8 SR out), without decoding or metrics."""
         return self._mean("seconds")
@@ -150,8 +168,9 @@ class SetResult:
             "skipped": {s.name: s.reason for s in self.skipped},
             "per_image": {name: r.to_dict() for name, r in self.per_image.items()},
         }
-        if self.psnr_rgb is not None:
-            out["psnr_rgb"] = _json_float(self.psnr_rgb)
+        for key in _OPTIONAL_SCORES:
+            if getattr(self, key) is not None:
+                out[key] = _json_float(getattr(self, key))
         return out
 
     @classmethod
@@ -163,7 +182,7 @@ class SetResult:
                     psnr_y=_from_json_float(v["psnr_y"]),
                     ssim_y=_from_json_float(v["ssim_y"]),
                     seconds=float(v.get("seconds", math.nan)),
-                    psnr_rgb=_from_json_float(v["psnr_rgb"]) if "psnr_rgb" in v else None,
+                    **{key: _from_json_float(v[key]) for key in _OPTIONAL_SCORES if key in v},
                 )
                 for k, v in data["per_image"].items()
             }
@@ -304,6 +323,7 @@ def evaluate_set(
     crop: int | None = None,
     y_convention: metrics.YConvention = "matlab",
     rgb: bool = False,
+    perceptual_metrics: Sequence[str] = (),
     save_sr: str | os.PathLike | None = None,
     progress: bool = False,
     precision: str = "fp32",
@@ -313,7 +333,10 @@ def evaluate_set(
 
     ``crop`` defaults to the model's scale. ``save_sr``: folder to write ``<name>.png`` SR
     images into (never over an input file). ``rgb`` adds PSNR over RGB.
+    ``perceptual_metrics``: any of ``"niqe"``, ``"vif"`` (:mod:`surge.evaluation.perceptual`),
+    measured with the same border crop; an image too small for one of them is skipped.
     """
+    extra = perceptual.check_metric_names(perceptual_metrics)
     predictor = model if isinstance(model, Predictor) else Predictor(model, precision, device)
     scale = predictor.scale
     bench = set_dir if isinstance(set_dir, BenchmarkSet) else discover_set(set_dir, scale)
@@ -342,6 +365,12 @@ def evaluate_set(
                                    f"(needs {smallest} px: {crop} px border crop + {metrics.SSIM_WINDOW} px SSIM window)")
             )
             continue
+        if min(hr.shape[:2]) < perceptual.min_size(extra, crop):
+            result.skipped.append(
+                Skipped(pair.name, f"{pair.hr_path}: {hr.shape[1]}x{hr.shape[0]} px is too small for {'/'.join(extra)} "
+                                   f"(needs {perceptual.min_size(extra, crop)} px with a {crop} px border crop)")
+            )
+            continue
         start = time.perf_counter()
         sr = predictor(lr)
         seconds = time.perf_counter() - start
@@ -351,6 +380,7 @@ def evaluate_set(
             ssim_y=ssim,
             seconds=seconds,
             psnr_rgb=metrics.psnr_rgb(sr, hr, crop) if rgb else None,
+            **perceptual.measure(extra, sr, hr, crop, y_convention),
         )
         if out_dir is not None:
             save_png(sr, out_dir / f"{pair.name}.png", protect=inputs)
