@@ -1,10 +1,17 @@
-"""``surge upscale INPUT... -o OUTDIR``: batch x4 upscaling of files and folders.
+"""``surge upscale INPUT... -o OUTDIR`` (or ``INPUT -o FILE``): batch upscaling of files and folders.
 
 The model is loaded once. Every output path is planned before any work starts, so
 collisions and attempts to write over an input are refused up front. A file that fails
 is reported on one line (``surge: error: <file>: <reason>``) and the batch goes on;
 the exit code is 0 when every file succeeded (or was skipped), 1 when any failed, and
-2 for usage and model errors.
+2 for usage and model errors. Without ``--overwrite`` an output is never replaced, not
+even one that another process created while this one was computing (reported, exit 1).
+
+Folders are walked for the extensions in ``IMAGE_EXTENSIONS`` (GIF included, as when
+named); with ``--recursive`` symlinked folders are followed, each real folder once, and
+an unreadable folder is an error. Animated and multi-page files are upscaled from their
+first frame, with a warning line per file. ``-s/--outscale`` resizes the model's output
+with MATLAB bicubic to any final scale.
 """
 
 from __future__ import annotations
@@ -15,12 +22,25 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
 from tqdm import tqdm
 
 import surge
 from surge import BACKENDS, PRECISIONS
-from surge.errors import ImageWriteError, SurgeError
-from surge.inference.image_io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, check_writable_dir, read_image, write_image
+from surge.errors import ImageWriteError, OutputExistsError, SurgeError
+from surge.imaging.bicubic import imresize_torch
+from surge.inference.image_io import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    JPEG_QUALITY,
+    OUTPUT_FORMATS,
+    check_writable_dir,
+    output_format,
+    quantise,
+    read_image,
+    write_image,
+)
 from surge.models.registry import default_model_name
 
 EXTENSIONS = ("png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp", "same")
@@ -34,20 +54,26 @@ class Job:
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
-    p.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR", help="output folder (created if missing)")
-    p.add_argument("--model", default=None, metavar="NAME|FILE", help="model name or .safetensors file (default: the best installed model; see `surge models`)")
-    p.add_argument("--recursive", action="store_true", help="walk folders recursively (keeps the sub-folder structure)")
-    p.add_argument("--suffix", default="_x4", help="appended to each output file name (default: %(default)s)")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR|FILE",
+                   help="output folder (created if missing); or, for one input file, the output file (format from its extension)")
+    p.add_argument("--model", default=None, metavar="NAME|FILE",
+                   help="model name, .safetensors file, or .onnx file from `surge export` (runs with onnxruntime: "
+                        "input float32 NCHW RGB in [0, 1], output clamped to [0, 1]) (default: the best installed model; see `surge models`)")
+    p.add_argument("-s", "--outscale", default=None, type=_outscale, metavar="S",
+                   help="final scale of the output vs the input, e.g. 2 or 3.5: the model's output is resized with MATLAB bicubic (default: the model's scale, 4)")
+    p.add_argument("--recursive", action="store_true", help="walk folders recursively (keeps the sub-folder structure; follows symlinked folders once)")
+    p.add_argument("--suffix", default=None, help="appended to each output file name (default: _x<S>, e.g. _x4)")
     p.add_argument("--ext", default="png", choices=EXTENSIONS, help="output format; 'same' keeps the input's (default: %(default)s)")
+    p.add_argument("--quality", default=JPEG_QUALITY, type=_quality, metavar="1-100", help="JPEG/WebP quality (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
     p.add_argument("--tile", default="auto", type=_tile_arg, metavar="N|auto|0", help="LR tile size; auto = from free memory; 0 = whole image (default: auto)")
     p.add_argument("--overlap", default=None, type=_non_negative, metavar="N", help="LR context per tile side (default: the model's receptive radius, exact)")
     p.add_argument("--precision", default="auto", choices=PRECISIONS)
     p.add_argument("--device", default="auto", metavar="auto|cpu|cuda[:N]")
-    p.add_argument("--backend", default="torch", choices=BACKENDS)
+    p.add_argument("--backend", default=None, choices=BACKENDS, help="default: onnxruntime for an .onnx --model, else torch")
     p.add_argument("--max-pixels", default=DEFAULT_MAX_PIXELS, type=_positive, metavar="N", help="refuse inputs with more pixels (default: %(default)s)")
     p.add_argument("--batch-size", default=1, type=_positive, metavar="N", help="tiles per forward pass (default: %(default)s)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-file messages (errors are still printed)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-file messages (errors and warnings are still printed)")
 
 
 def _non_negative(text: str) -> int:
@@ -67,6 +93,23 @@ def _positive(text: str) -> int:
     return value
 
 
+def _outscale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a scale > 0, got {text}")
+    return value
+
+
+def _quality(text: str) -> int:
+    value = _positive(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"expected 1-100, got {value}")
+    return value
+
+
 def _tile_arg(text: str) -> int | str | None:
     if text == "auto":
         return "auto"
@@ -76,15 +119,34 @@ def _tile_arg(text: str) -> int | str | None:
 # --- planning ------------------------------------------------------------------------
 
 
-def _walk(folder: Path, recursive: bool, skip: Path) -> list[Path]:
+def _walk(folder: Path, recursive: bool, skip: Path, errors: list[str], notes: list[str]) -> list[Path]:
     """Image files under ``folder``, sorted, excluding anything inside the output folder
-    (so re-running with -o inside an input folder never upscales earlier outputs)."""
-    pattern = folder.rglob("*") if recursive else folder.iterdir()
-    files = []
-    for path in pattern:
-        if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith("."):
-            if not _is_within(path.resolve(), skip):
-                files.append(path)
+    (so re-running with -o inside an input folder never upscales earlier outputs).
+
+    Symlinked folders are followed, each real folder once: a link to a parent would
+    otherwise loop forever, and one to a sibling would upscale its images twice (a note
+    says which). A folder that cannot be listed is an error, not a silent gap.
+    """
+    files, walked = [], {}
+
+    def unreadable(exc: OSError) -> None:
+        errors.append(f"{exc.filename}: cannot read folder ({exc.strerror or exc})")
+
+    for top, dirs, names in os.walk(folder, onerror=unreadable, followlinks=True):
+        real = Path(top).resolve()
+        if real in walked or _is_within(real, skip):
+            if real in walked:
+                notes.append(f"{top}: same folder as {walked[real]} (symbolic link), walked once")
+            dirs.clear()
+            continue
+        walked[real] = top
+        if not recursive:
+            dirs.clear()
+        for name in names:
+            path = Path(top, name)
+            if path.suffix.lower() in IMAGE_EXTENSIONS and not name.startswith(".") and path.is_file():
+                if not _is_within(path.resolve(), skip):
+                    files.append(path)
     return sorted(files)
 
 
@@ -94,18 +156,43 @@ def _is_within(path: Path, folder: Path) -> bool:
 
 def _target(source: Path, relative_dir: Path, args) -> Path:
     ext = source.suffix.lower() if args.ext == "same" else f".{args.ext}"
-    if args.ext == "same" and ext not in IMAGE_EXTENSIONS:
+    if ext not in OUTPUT_FORMATS:  # e.g. GIF: read, not written
         ext = ".png"
-    return args.output / relative_dir / f"{source.stem}{args.suffix}{ext}"
+    suffix = args.suffix if args.suffix is not None else f"_x{args.outscale or 4:g}"
+    return args.output / relative_dir / f"{source.stem}{suffix}{ext}"
 
 
-def plan_jobs(args) -> tuple[list[Job], list[str]]:
-    """(jobs, errors): every input file with its output path; problems found on the way."""
+def output_file(args) -> Path | None:
+    """``-o`` when it names a file (an image extension, not an existing folder), else None."""
+    out = args.output
+    if out.suffix.lower() in (*OUTPUT_FORMATS, *IMAGE_EXTENSIONS) and not out.is_dir():
+        return out
+    return None
+
+
+def _single_file_job(args) -> Job:
+    inputs = list(map(Path, args.inputs))
+    if len(inputs) != 1 or inputs[0].is_dir():
+        given = f"{len(inputs)} inputs" if len(inputs) != 1 else f"folder {inputs[0]}"
+        raise SurgeError(f"{args.output}: -o names a file, which takes exactly one input file (got {given}); give an output folder instead")
+    output_format(args.output)  # an unsupported extension fails here, before any work
+    return Job(inputs[0], args.output)
+
+
+def plan_jobs(args, notes: list[str] | None = None) -> tuple[list[Job], list[str]]:
+    """(jobs, errors): every input file with its output path; problems found on the way.
+    Remarks that are not errors (a folder reached twice through links) go to ``notes``."""
+    notes = [] if notes is None else notes
+    if output_file(args) is not None:
+        job = _single_file_job(args)
+        if not job.source.exists():
+            return [], [f"{job.source}: no such file or folder"]
+        return _refuse_clashes([job], [])
     out_root = args.output.resolve()
     jobs, errors = [], []
     for given in map(Path, args.inputs):
         if given.is_dir():
-            found = _walk(given, args.recursive, out_root)
+            found = _walk(given, args.recursive, out_root, errors, notes)
             if not found:
                 errors.append(f"{given}: no image files found ({', '.join(IMAGE_EXTENSIONS)})")
             jobs += [Job(f, _target(f, f.parent.relative_to(given), args)) for f in found]
@@ -145,19 +232,42 @@ def _same_existing_file(a: Path, b: Path) -> bool:
 
 
 def run(args) -> int:
-    jobs, errors = plan_jobs(args)
+    notes: list[str] = []
+    jobs, errors = plan_jobs(args, notes)
+    for message in notes:
+        _warn(message)
     for message in errors:
         _error(message)
     if not jobs:
         return 1
-    check_writable_dir(args.output)  # once, before loading a model: exit 2 if not writable
-    model = args.model or default_model_name()
-    # Loaded once: the model keeps its inference copy across all files.
-    sr_model = surge.load_model(model, device=args.device, precision=args.precision).prepare(backend=args.backend)
+    single = output_file(args)
+    # Once, before loading a model: exit 2 if not writable.
+    check_writable_dir(single.parent if single is not None else args.output)
+    sr_model = _load_model(args)
     done, skipped, failed = _process(jobs, sr_model, args)
     if not args.quiet:
         print(f"surge: {done} upscaled, {skipped} skipped, {failed + len(errors)} failed -> {args.output}", file=sys.stderr)
     return 1 if failed or errors else 0
+
+
+def _load_model(args):
+    """The model, loaded once (it keeps its inference copy across all files); fixes
+    ``args.backend`` and checks, before any work, what running it will need."""
+    name = args.model or default_model_name()
+    is_onnx = str(name).lower().endswith(".onnx")
+    args.backend = args.backend or ("onnxruntime" if is_onnx else "torch")
+    if is_onnx:
+        if args.backend != "onnxruntime":
+            raise SurgeError(f"{name}: an ONNX file runs with --backend onnxruntime, not {args.backend}")
+        from surge.inference.onnx_backend import load_onnx_model
+
+        model = load_onnx_model(name, device=args.device)
+    else:
+        model = surge.load_model(name, device=args.device, precision=args.precision)
+    model.prepare(precision=args.precision, backend=args.backend)
+    if args.overlap is None and args.tile is not None:
+        model.receptive_radius  # noqa: B018 - an ONNX file without it fails here, once
+    return model
 
 
 def _process(jobs: list[Job], model, args) -> tuple[int, int, int]:
@@ -175,6 +285,9 @@ def _process(jobs: list[Job], model, args) -> tuple[int, int, int]:
         try:
             _upscale_file(job, model, args, progress=bars)
             done += 1
+        except OutputExistsError as exc:
+            failed += 1
+            _error(f"{exc}; use --overwrite to replace it")
         except SurgeError as exc:
             failed += 1
             _error(str(exc))
@@ -186,16 +299,40 @@ def _process(jobs: list[Job], model, args) -> tuple[int, int, int]:
 
 def _upscale_file(job: Job, model, args, progress: bool) -> None:
     array, meta = read_image(job.source, max_pixels=args.max_pixels)
+    if meta.frames > 1:
+        _warn(f"{job.source}: has {meta.frames} frames/pages; only the first was upscaled")
+    # Untiled, context is irrelevant; not asking for it lets a graph without a known radius run.
+    overlap = 0 if args.overlap is None and args.tile is None else args.overlap
     try:
-        result = surge.upscale(array, model=model, tile=args.tile, overlap=args.overlap, progress=progress,
+        result = surge.upscale(array, model=model, tile=args.tile, overlap=overlap, progress=progress,
                                batch_size=args.batch_size, backend=args.backend)
     except SurgeError as exc:
         raise type(exc)(f"{job.source}: {exc}") from None
+    if args.outscale is not None:
+        result = resize(result, (max(1, round(array.shape[0] * args.outscale)), max(1, round(array.shape[1] * args.outscale))))
     try:
-        write_image(result, job.target, meta)
+        write_image(result, job.target, meta, quality=args.quality, overwrite=args.overwrite)
     except ImageWriteError as exc:
-        raise ImageWriteError(f"{job.source}: {exc}") from None
+        raise type(exc)(f"{job.source}: {exc}") from None
+
+
+def resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An image array (any layout and dtype :func:`read_image` gives) resized to ``size`` =
+    (height, width) with MATLAB bicubic, in float, clamped and re-quantised once."""
+    if array.shape[:2] == tuple(size):
+        return array
+    x = array.astype(np.float32)
+    if array.dtype.kind != "f":
+        x /= np.float32(np.iinfo(array.dtype).max)
+    planes = torch.from_numpy(x[None] if array.ndim == 2 else np.moveaxis(x, -1, 0))
+    out = imresize_torch(planes, out_size=tuple(size)).clamp_(0.0, 1.0).numpy()
+    out = out[0] if array.ndim == 2 else np.moveaxis(out, 0, -1)
+    return out.astype(array.dtype) if array.dtype.kind == "f" else quantise(out, array.dtype)
 
 
 def _error(message: str) -> None:
     tqdm.write(f"surge: error: {message}", file=sys.stderr)
+
+
+def _warn(message: str) -> None:
+    tqdm.write(f"surge: warning: {message}", file=sys.stderr)

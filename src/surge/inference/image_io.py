@@ -46,7 +46,8 @@ from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 from surge.atomic import publish
 from surge.errors import ImageReadError, ImageWriteError, OutputExistsError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+# What `surge upscale` picks up in folders. GIF is read (first frame) but not written.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")
 OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
 DEFAULT_MAX_PIXELS = 100_000_000
 JPEG_QUALITY = 95

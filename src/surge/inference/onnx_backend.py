@@ -1,7 +1,11 @@
-"""ONNX export with dynamic image size, and the ONNX Runtime session the Engine runs.
+"""ONNX export with dynamic image size, the ONNX Runtime session the Engine runs, and
+exported files run as models (``surge upscale --backend onnxruntime --model file.onnx``).
 
-The exported graph takes ``lr`` (N, C, H, W) float32 in [0, 1] and returns ``sr``
-(N, C, 4H, 4W); N, H and W are dynamic axes. Upsampling in the generator is written with
+The exported graph takes ``lr`` (N, C, H, W) float32 RGB in [0, 1] and returns ``sr``
+(N, C, 4H, 4W) float32, *not clamped*: whoever quantises clamps to [0, 1] first (surge
+does). N, H and W are dynamic axes. The file's metadata (``surge.*`` keys) records the
+scale, the receptive radius (tile overlap for exact tiling) and the activation memory per
+LR pixel (automatic tile size). Upsampling in the generator is written with
 ``scale_factor`` (never a size), so every ``Resize`` node carries *scales*;
 :func:`check_dynamic_resize` verifies that on the written file, because one fixed-size
 Resize would make the model silently wrong at any other input size.
@@ -24,9 +28,18 @@ from torch import nn
 
 from surge.atomic import atomic_output
 from surge.errors import SurgeError
+from surge.models.registry import SRModel
 
 DEFAULT_OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "lr", "sr"
+META_SCALE, META_RADIUS, META_BYTES = "surge.scale", "surge.receptive_radius", "surge.bytes_per_lr_pixel"
+GRAPH_DOC = (
+    "input lr: float32 (N, C, H, W), RGB in [0, 1]; output sr: float32 (N, C, scale*H, scale*W), "
+    "not clamped (clamp to [0, 1] before quantising)"
+)
+# Automatic tiling of a foreign graph without surge metadata: a generous guess per LR pixel
+# (RRDBNet-class x4 models peak near 16 KB), so tiles err on the small side.
+_FOREIGN_BYTES_PER_LR_PIXEL = 64 * 1024
 
 
 class OnnxError(SurgeError):
@@ -84,6 +97,8 @@ def export_onnx(
                     do_constant_folding=True,
                 )
             model = onnx.load(tmp)
+            _describe_graph(model, network, sample)
+            onnx.save(model, tmp)
             onnx.checker.check_model(model)
             check_dynamic_resize(model, path)
     except OnnxError:
@@ -91,6 +106,22 @@ def export_onnx(
     except Exception as exc:
         raise OnnxError(f"{path}: ONNX export failed ({str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__})") from None
     return path
+
+
+def _describe_graph(model, network: nn.Module, sample: torch.Tensor) -> None:
+    """Record what a runner needs but cannot read off the graph: scale, receptive radius,
+    activation memory per LR pixel."""
+    from surge.inference.tiling import activation_bytes_per_lr_pixel
+
+    with torch.inference_mode():
+        scale = network(sample).shape[-1] // sample.shape[-1]
+    meta = {META_SCALE: scale, META_BYTES: activation_bytes_per_lr_pixel(network, sample.shape[1])}
+    if callable(getattr(network, "receptive_radius", None)):
+        meta[META_RADIUS] = network.receptive_radius()
+    model.doc_string = GRAPH_DOC
+    for key, value in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, str(value)
 
 
 def check_dynamic_resize(model, where: str | os.PathLike = "model") -> None:
@@ -156,3 +187,109 @@ def export_to_bytes(network: nn.Module, *, in_channels: int = 3, opset: int = DE
     with tempfile.TemporaryDirectory(prefix="surge-onnx-") as folder:
         path = export_onnx(network, Path(folder) / "model.onnx", in_channels=in_channels, opset=opset)
         return path.read_bytes()
+
+
+# --- an exported file as a model ---------------------------------------------------------
+
+
+class OnnxGraph(nn.Module):
+    """An ONNX file as a network: ``forward`` runs it with ONNX Runtime (fp32, on the CPU).
+
+    It has no parameters; ``receptive_radius()`` and ``bytes_per_lr_pixel`` come from the
+    file's metadata, for tiling.
+    """
+
+    def __init__(self, path: Path, session: OnnxSession, scale: int, radius: int | None, bytes_per_lr_pixel: int):
+        super().__init__()
+        self.path, self.session, self.scale = path, session, scale
+        self.radius, self.bytes_per_lr_pixel = radius, bytes_per_lr_pixel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.session(x).to(x.device)
+
+    def receptive_radius(self) -> int:
+        if self.radius is None:
+            raise OnnxError(
+                f"{self.path}: no {META_RADIUS} in the file (not written by `surge export`), so the tile "
+                "overlap for exact tiling is unknown; pass --overlap N (LR pixels) or --tile 0"
+            )
+        return self.radius
+
+
+def load_onnx_model(path: str | os.PathLike, device: torch.device | str = "cpu"):
+    """An exported ONNX file (see the module docstring) as an :class:`SRModel` that runs
+    with ONNX Runtime: pass it to :func:`surge.upscale` with ``backend="onnxruntime"``.
+
+    Files from `surge export` carry their scale and receptive radius; for other graphs with
+    the same input/output contract the scale is measured on a small input.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise OnnxError(f"{path}: no such ONNX file")
+    session = OnnxSession(path, "cpu")
+    meta = session.session.get_modelmeta().custom_metadata_map
+    shape = session.session.get_inputs()[0].shape
+    in_channels = shape[1] if len(shape) == 4 and isinstance(shape[1], int) else 3
+    try:
+        scale = int(meta[META_SCALE]) if META_SCALE in meta else _measure_scale(session, in_channels)
+        radius = int(meta[META_RADIUS]) if META_RADIUS in meta else None
+        per_pixel = int(meta.get(META_BYTES, _FOREIGN_BYTES_PER_LR_PIXEL))
+    except (ValueError, RuntimeError) as exc:
+        raise OnnxError(f"{path}: not an image-to-image graph surge can run ({_first_line(exc)})") from None
+    graph = OnnxGraph(path, session, scale, radius, per_pixel)
+    model = OnnxFileModel(name=path.stem, network=graph, scale=scale, source=f"ONNX file {path}",
+                          precisions=("fp32",), in_channels=in_channels)
+    if str(device) == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return model.to(device)
+
+
+def _measure_scale(session: OnnxSession, in_channels: int, size: int = 16) -> int:
+    try:
+        out = session(torch.zeros(1, in_channels, size, size))
+    except Exception as exc:  # onnxruntime's own error types
+        raise RuntimeError(_first_line(exc)) from None
+    if out.ndim != 4 or out.shape[-1] != out.shape[-2] or out.shape[-1] % size:
+        raise ValueError(f"a {size}x{size} input gave an output of shape {tuple(out.shape)}")
+    return out.shape[-1] // size
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+class OnnxFileModel(SRModel):
+    """SRModel whose inference copy is the file's ONNX Runtime session (fp32 only)."""
+
+    def _engine(self, precision: str | None = None, device=None, backend: str = "onnxruntime"):
+        graph: OnnxGraph = self.network
+        if backend != "onnxruntime":
+            raise OnnxError(f"{graph.path}: an ONNX file runs on backend onnxruntime, not {backend}")
+        precision = precision or getattr(self, "precision", "auto")
+        if precision not in ("auto", "fp32"):
+            raise OnnxError(f"{graph.path}: ONNX Runtime runs this graph in fp32 only, not {precision}")
+        dev = self.device if device in (None, "auto") else torch.device(device)
+        engines = self.__dict__.setdefault("_onnx_engines", {})
+        if str(dev) not in engines:
+            session = graph.session if dev.type == "cpu" else OnnxSession(graph.path, dev)
+            engines[str(dev)] = OnnxFileEngine(self, session, dev)
+        return engines[str(dev)]
+
+
+class OnnxFileEngine:
+    """The Engine call contract (fp32 NCHW host tensors in and out) for an ONNX file."""
+
+    precision, backend, optimizations = "fp32", "onnxruntime", {}
+
+    def __init__(self, model, session: OnnxSession, device: torch.device):
+        self.model, self.session, self.device = model, session, device
+
+    @property
+    def scale(self) -> int:
+        return self.model.scale
+
+    def describe(self) -> str:
+        return f"{self.model.name}: backend onnxruntime ({self.model.network.path}), {self.device}, fp32"
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.session(x)

@@ -143,7 +143,11 @@ def activation_bytes_per_lr_pixel(network: torch.nn.Module, in_channels: int = 3
 
     Hooks record every module's output size on a ``probe`` x ``probe`` input; the largest
     one times a safety factor approximates the forward's peak (see the constants above).
+    A network whose layers hooks cannot see (an ONNX graph) declares ``bytes_per_lr_pixel``.
     """
+    declared = getattr(network, "bytes_per_lr_pixel", None)
+    if declared:
+        return int(declared)
     cached = _BYTES_PER_PIXEL.get(network)
     if cached is not None:
         return cached

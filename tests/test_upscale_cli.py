@@ -1,0 +1,296 @@
+"""`surge upscale` publishing, frames, folder walking, -s/--outscale, --quality, -o FILE, ONNX files."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import surge
+from surge.cli.main import main
+from surge.imaging.bicubic import imresize
+from surge.inference.image_io import quantise, read_image
+
+
+def _save(path, h=6, w=8, seed=0, **save_args):
+    arr = (np.random.default_rng(seed).random((h, w, 3)) * 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path, **save_args)
+    return arr
+
+
+def _up(*args, model="bicubic"):
+    return main(["upscale", *map(str, args), "--model", str(model), "--device", "cpu", "--quiet"])
+
+
+def _lines(err: str, kind: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith(f"surge: {kind}:")]
+
+
+def _files(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+# --- never replace an output that appeared meanwhile (no --overwrite) -----------------
+
+
+def _output_appears_during_compute(monkeypatch, target):
+    real = surge.upscale
+
+    def upscale(array, **kwargs):
+        result = real(array, **kwargs)
+        if not target.exists():
+            target.write_bytes(b"written by another run")
+        return result
+
+    monkeypatch.setattr(surge, "upscale", upscale)
+
+
+def test_output_created_while_computing_survives_and_is_reported(tmp_path, capsys, monkeypatch):
+    _save(tmp_path / "in" / "a.png")
+    _save(tmp_path / "in" / "b.png", seed=1)
+    target = tmp_path / "out" / "a_x4.png"
+    _output_appears_during_compute(monkeypatch, target)
+    assert _up(tmp_path / "in", "-o", tmp_path / "out") == 1
+    assert target.read_bytes() == b"written by another run"
+    errors = _lines(capsys.readouterr().err, "error")
+    assert len(errors) == 1 and "a_x4.png" in errors[0] and "not replaced" in errors[0] and "--overwrite" in errors[0]
+    assert Image.open(tmp_path / "out" / "b_x4.png").size == (32, 24)  # the rest of the batch goes on
+    assert _files(tmp_path / "out") == ["a_x4.png", "b_x4.png"]  # no temp file left
+
+
+def test_overwrite_replaces_an_output_that_appeared(tmp_path, monkeypatch):
+    _save(tmp_path / "a.png")
+    target = tmp_path / "out" / "a_x4.png"
+    _output_appears_during_compute(monkeypatch, target)
+    assert _up(tmp_path / "a.png", "-o", tmp_path / "out", "--overwrite") == 0
+    assert Image.open(target).size == (32, 24)
+
+
+# --- animated and multi-page files ---------------------------------------------------
+
+
+def _animated(path, **save_args):
+    arr = _save(path.with_name("frame.bmp"))
+    path.with_name("frame.bmp").unlink()
+    frames = [Image.fromarray(arr), Image.fromarray(255 - arr)]
+    frames[0].save(path, save_all=True, append_images=frames[1:], **save_args)
+    return arr
+
+
+@pytest.mark.parametrize("mode", ["by name", "folder"])
+def test_animated_gif_and_multipage_tiff_upscaled_with_a_warning_each(tmp_path, capsys, mode):
+    _animated(tmp_path / "in" / "anim.gif")
+    first = _animated(tmp_path / "in" / "pages.tif")
+    inputs = [tmp_path / "in"] if mode == "folder" else [tmp_path / "in" / "anim.gif", tmp_path / "in" / "pages.tif"]
+    assert _up(*inputs, "-o", tmp_path / "out", "--ext", "same") == 0
+    assert _files(tmp_path / "out") == ["anim_x4.png", "pages_x4.tif"]  # GIF is read, never written
+    warnings = _lines(capsys.readouterr().err, "warning")
+    assert len(warnings) == 2 and all("2 frames/pages; only the first was upscaled" in w for w in warnings)
+    got, _ = read_image(tmp_path / "out" / "pages_x4.tif")
+    assert np.array_equal(got, surge.upscale(first, model="bicubic", device="cpu"))
+
+
+def test_still_image_has_no_frame_warning(tmp_path, capsys):
+    _save(tmp_path / "a.png")
+    assert _up(tmp_path / "a.png", "-o", tmp_path / "out") == 0
+    assert _lines(capsys.readouterr().err, "warning") == []
+
+
+# --- walking folders -----------------------------------------------------------------
+
+
+def test_recursive_follows_symlinked_folders_once(tmp_path, capsys):
+    _save(tmp_path / "elsewhere" / "linked.png")
+    _save(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "link").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "elsewhere" / "loop").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    assert _up(tmp_path / "in", "-o", tmp_path / "out", "--recursive") == 0
+    assert _files(tmp_path / "out") == ["a_x4.png", "link/linked_x4.png"]
+    notes = _lines(capsys.readouterr().err, "warning")
+    assert len(notes) == 1 and "loop" in notes[0] and "walked once" in notes[0]
+
+
+def test_unreadable_folder_is_an_error(tmp_path, capsys, monkeypatch):
+    _save(tmp_path / "in" / "a.png")
+    _save(tmp_path / "in" / "locked" / "b.png")
+    locked = str(tmp_path / "in" / "locked")
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) == locked:  # what a folder without read permission gives a non-root user
+            raise PermissionError(13, "Permission denied", locked)
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert _up(tmp_path / "in", "-o", tmp_path / "out", "--recursive") == 1
+    errors = _lines(capsys.readouterr().err, "error")
+    assert errors == [f"surge: error: {locked}: cannot read folder (Permission denied)"]
+    assert _files(tmp_path / "out") == ["a_x4.png"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any folder; see the simulated case")
+def test_unreadable_folder_is_an_error_for_real(tmp_path, capsys):
+    _save(tmp_path / "in" / "a.png")
+    _save(tmp_path / "in" / "locked" / "b.png")
+    (tmp_path / "in" / "locked").chmod(0)
+    try:
+        assert _up(tmp_path / "in", "-o", tmp_path / "out", "--recursive") == 1
+    finally:
+        (tmp_path / "in" / "locked").chmod(0o700)
+    assert "locked: cannot read folder" in capsys.readouterr().err
+
+
+# --- -s/--outscale, --quality, -o FILE ------------------------------------------------
+
+
+def test_outscale_resizes_the_model_output_with_matlab_bicubic(tmp_path):
+    arr = _save(tmp_path / "a.png", h=10, w=14)
+    assert _up(tmp_path / "a.png", "-o", tmp_path / "out", "-s", "2") == 0
+    got, _ = read_image(tmp_path / "out" / "a_x2.png")
+    sr = surge.upscale(arr, model="bicubic", device="cpu").astype(np.float32) / 255
+    planes = torch.from_numpy(np.moveaxis(sr, -1, 0))
+    from surge.imaging.bicubic import imresize_torch
+
+    expected = quantise(np.moveaxis(imresize_torch(planes, out_size=(20, 28)).numpy(), 0, -1), np.uint8)
+    assert got.shape == (20, 28, 3) and np.array_equal(got, expected)
+    # x4 bicubic then /2 is close to a direct x2 bicubic: the content is the image, not noise.
+    assert np.abs(got.astype(int) - imresize(arr, 2.0).astype(int)).mean() < 3
+
+
+def test_outscale_4_is_the_plain_model_output_and_odd_scales_round(tmp_path):
+    _save(tmp_path / "a.png", h=10, w=14)
+    assert _up(tmp_path / "a.png", "-o", tmp_path / "plain") == 0
+    assert _up(tmp_path / "a.png", "-o", tmp_path / "s4", "-s", "4") == 0
+    assert (tmp_path / "plain" / "a_x4.png").read_bytes() == (tmp_path / "s4" / "a_x4.png").read_bytes()
+    assert _up(tmp_path / "a.png", "-o", tmp_path / "s15", "--outscale", "1.5") == 0
+    assert Image.open(tmp_path / "s15" / "a_x1.5.png").size == (21, 15)
+
+
+@pytest.mark.parametrize("option", [["-s", "0"], ["-s", "-2"], ["-s", "two"], ["--quality", "0"], ["--quality", "101"]])
+def test_bad_outscale_or_quality_is_a_usage_error(tmp_path, capsys, option):
+    with pytest.raises(SystemExit) as exc:
+        main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), *option])
+    assert exc.value.code == 2
+
+
+def test_quality_reaches_jpeg_and_webp(tmp_path):
+    _save(tmp_path / "a.png", h=16, w=16)
+    sizes = {}
+    for quality in ("10", "100"):
+        assert _up(tmp_path / "a.png", "-o", tmp_path / quality, "--ext", "jpg", "--quality", quality) == 0
+        assert _up(tmp_path / "a.png", "-o", tmp_path / quality, "--ext", "webp", "--quality", quality) == 0
+        sizes[quality] = [(tmp_path / quality / f"a_x4.{ext}").stat().st_size for ext in ("jpg", "webp")]
+    assert all(lo < hi for lo, hi in zip(sizes["10"], sizes["100"]))
+
+
+def test_output_file_for_a_single_input(tmp_path):
+    arr = _save(tmp_path / "a.png")
+    assert _up(tmp_path / "a.png", "-o", tmp_path / "result" / "big.jpg", "--quality", "100") == 0
+    assert _files(tmp_path / "result") == ["big.jpg"]
+    with Image.open(tmp_path / "result" / "big.jpg") as out:
+        assert out.format == "JPEG" and out.size == (32, 24)
+    expected = surge.upscale(arr, model="bicubic", device="cpu").astype(int)
+    assert np.abs(np.asarray(Image.open(tmp_path / "result" / "big.jpg")).astype(int) - expected).mean() < 3
+
+
+@pytest.mark.parametrize("inputs", ["two files", "a folder"])
+def test_output_file_with_several_inputs_is_a_clear_error(tmp_path, capsys, inputs):
+    _save(tmp_path / "in" / "a.png")
+    _save(tmp_path / "in" / "b.png")
+    given = [tmp_path / "in" / "a.png", tmp_path / "in" / "b.png"] if inputs == "two files" else [tmp_path / "in"]
+    assert _up(*given, "-o", tmp_path / "out.png") == 2
+    errors = _lines(capsys.readouterr().err, "error")
+    assert len(errors) == 1 and "out.png: -o names a file" in errors[0]
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_output_file_refuses_its_own_input_and_unknown_formats(tmp_path, capsys):
+    _save(tmp_path / "a.png")
+    before = (tmp_path / "a.png").read_bytes()
+    assert _up(tmp_path / "a.png", "-o", tmp_path / "a.png", "--overwrite") == 1
+    assert (tmp_path / "a.png").read_bytes() == before
+    assert _up(tmp_path / "a.png", "-o", tmp_path / "a.gif") == 2
+    assert "unsupported output extension" in capsys.readouterr().err
+
+
+# --- TIFF and float input through the CLI ---------------------------------------------
+
+
+def test_tiff_in_tiff_out_is_valid_16bit(tmp_path):
+    grey = (np.random.default_rng(0).random((6, 8)) * 65535).astype(np.uint16)
+    Image.fromarray(grey).save(tmp_path / "g.tif")
+    assert _up(tmp_path / "g.tif", "-o", tmp_path / "out", "--ext", "same") == 0
+    with Image.open(tmp_path / "out" / "g_x4.tif") as out:
+        assert out.size == (32, 24) and out.mode.startswith("I;16")
+        assert np.array_equal(np.asarray(out), surge.upscale(grey, model="bicubic", device="cpu"))
+
+
+def test_float_tiff_with_nan_is_one_error_line(tmp_path, capsys):
+    values = np.random.default_rng(0).random((6, 8)).astype(np.float32)
+    values[1, 1] = np.nan
+    Image.fromarray(values).save(tmp_path / "nan.tif")
+    _save(tmp_path / "ok.png")
+    assert _up(tmp_path / "nan.tif", tmp_path / "ok.png", "-o", tmp_path / "out") == 1
+    errors = _lines(capsys.readouterr().err, "error")
+    assert len(errors) == 1 and "nan.tif" in errors[0] and "NaN" in errors[0]
+    assert _files(tmp_path / "out") == ["ok_x4.png"]
+
+
+# --- ONNX files ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def onnx_file(tmp_path_factory):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from surge.inference.onnx_backend import export_onnx
+    from surge.inference.optimize import optimize_for_inference
+    from surge.models.config import GENERATOR_PRESETS
+    from surge.models.generator import SuRGeGenerator
+
+    torch.manual_seed(0)
+    network, _ = optimize_for_inference(SuRGeGenerator(GENERATOR_PRESETS["surge-tiny"]).eval())
+    return export_onnx(network, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+
+
+def _direct(path, arr: np.ndarray) -> np.ndarray:
+    """The graph run once on the whole image, quantised: the reference for tiled runs."""
+    from surge.inference.onnx_backend import OnnxSession
+
+    x = torch.from_numpy(np.moveaxis(arr.astype(np.float32) / 255, -1, 0)[None].copy())
+    return quantise(np.moveaxis(OnnxSession(path)(x)[0].numpy(), 0, -1), np.uint8)
+
+
+def test_onnx_file_runs_tiled_with_its_recorded_radius(tmp_path, onnx_file):
+    arr = _save(tmp_path / "a.png", h=11, w=13)
+    assert _up(tmp_path / "a.png", "-o", tmp_path / "out", "--backend", "onnxruntime", "--tile", "4", model=onnx_file) == 0
+    got, _ = read_image(tmp_path / "out" / "a_x4.png")
+    assert np.abs(got.astype(int) - _direct(onnx_file, arr)).max() <= 1
+    # The backend follows from the file when not given.
+    assert _up(tmp_path / "a.png", "-o", tmp_path / "auto", model=onnx_file) == 0
+    assert np.abs(read_image(tmp_path / "auto" / "a_x4.png")[0].astype(int) - got).max() <= 1
+
+
+@pytest.mark.parametrize("option, message", [(["--backend", "torch"], "runs with --backend onnxruntime"),
+                                             (["--precision", "bf16"], "fp32 only")])
+def test_onnx_file_with_torch_backend_or_bf16_is_refused(tmp_path, capsys, onnx_file, option, message):
+    _save(tmp_path / "a.png")
+    assert _up(tmp_path / "a.png", "-o", tmp_path / "out", *option, model=onnx_file) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out" / "a_x4.png").exists()
+
+
+def test_foreign_onnx_file_without_metadata(tmp_path, capsys, onnx_file):
+    import onnx
+
+    graph = onnx.load(onnx_file)
+    del graph.metadata_props[:]
+    foreign = tmp_path / "foreign.onnx"
+    onnx.save(graph, foreign)
+    arr = _save(tmp_path / "a.png", h=9, w=10)
+    assert _up(tmp_path / "a.png", "-o", tmp_path / "out", "--tile", "4", model=foreign) == 2
+    assert "pass --overlap N" in capsys.readouterr().err
+    assert _up(tmp_path / "a.png", "-o", tmp_path / "out", "--tile", "0", model=foreign) == 0  # scale measured
+    assert np.abs(read_image(tmp_path / "out" / "a_x4.png")[0].astype(int) - _direct(foreign, arr)).max() <= 1
