@@ -1,6 +1,7 @@
 """`surge upscale` publishing, frames, folder walking, -s/--outscale, --quality, -o FILE, ONNX files."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import torch
 from PIL import Image
 
 import surge
-from surge.cli.main import main
+from surge.cli.main import build_parser, main
 from surge.imaging.bicubic import imresize
 from surge.inference.image_io import quantise, read_image
 
@@ -294,3 +295,39 @@ def test_foreign_onnx_file_without_metadata(tmp_path, capsys, onnx_file):
     assert "pass --overlap N" in capsys.readouterr().err
     assert _up(tmp_path / "a.png", "-o", tmp_path / "out", "--tile", "0", model=foreign) == 0  # scale measured
     assert np.abs(read_image(tmp_path / "out" / "a_x4.png")[0].astype(int) - _direct(foreign, arr)).max() <= 1
+
+
+# --- README examples ---------------------------------------------------------------------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _readme_commands(program: str) -> list[list[str]]:
+    """The words of each ``surge PROGRAM`` line in the README's shell blocks."""
+    commands, fence = [], None
+    for line in README.read_text().splitlines():
+        if line.startswith("```"):
+            fence = None if fence is not None else line[3:].strip()
+        elif fence in ("", "sh", "bash"):
+            words = line.split("#")[0].split()
+            if words[:2] == ["surge", program]:
+                commands.append(words)
+    return commands
+
+
+def test_readme_upscale_examples_are_valid_and_do_not_collide():
+    commands = _readme_commands("upscale")
+    assert len(commands) >= 3
+    outputs = [words[words.index("-o") + 1].rstrip("/") for words in commands]
+    assert len(set(outputs)) == len(outputs), outputs  # running them in turn must not skip or clash
+    parser = build_parser(["upscale"])
+    for words in commands:
+        parser.parse_args(words[1:])  # every option shown exists (SystemExit otherwise)
+
+
+def test_readme_tells_how_to_run_surge_after_make_demo_and_compare_writes_a_fresh_folder():
+    setup = README.read_text().split("## Models")[0]
+    assert ". .venv/bin/activate" in setup and ".venv/bin/surge" in setup
+    (compare,) = _readme_commands("compare")
+    out = compare[compare.index("--out") + 1]
+    assert not out.startswith("docs"), out  # a tracked folder would be overwritten by a reader's run
