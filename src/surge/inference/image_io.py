@@ -408,8 +408,8 @@ def check_writable_dir(folder: str | Path) -> Path:
 
 
 def _create_temp(folder: Path, name: str) -> tuple[Path, BinaryIO]:
-    # A hidden, unique name in the destination folder, so os.replace is atomic (same
-    # file system); open(..., "x") gets the user's umask, unlike tempfile's 0600.
+    # A hidden, unique name in the destination folder, so publishing (rename or link) is atomic
+    # (same file system); open(..., "x") gets the user's umask, unlike tempfile's 0600.
     tmp = folder / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         return tmp, open(tmp, "xb")  # noqa: SIM115 - the caller closes it
