@@ -5,7 +5,13 @@ The safetensors header metadata (string -> string) holds:
 * ``surge.format``      -- file format version ("1");
 * ``surge.arch``        -- architecture name ("surge-generator", "surge-critic");
 * ``surge.config``      -- JSON of the architecture config dataclass;
-* ``surge.provenance``  -- JSON: training data, steps, wall time, scores, notes...
+* ``surge.provenance``  -- JSON object describing these weights, and only these: for a file
+  a run wrote, ``tag`` (last/best), ``steps`` (the run's step when written), ``val_psnr_y``
+  (validation score of these weights at that step, or null), ``val_set``, ``wall_seconds``,
+  ``config`` (the experiment), ``init_from`` and ``lineage`` (the provenance of every file the
+  run descends from, oldest first, each without its own lineage), ``total_steps`` (sum along
+  the chain); bundled files add ``scores`` (benchmark results of these exact weights),
+  ``machine``, ``storage``, ``note``.
 
 Every failure to load is a :class:`ModelFileError` with one line naming the file.
 """

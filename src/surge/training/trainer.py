@@ -26,11 +26,11 @@ from tqdm import tqdm
 
 from surge import __version__
 from surge.data.pairs import PairDataset, StepSampler, load_training_pairs
-from surge.errors import SurgeError
+from surge.errors import ModelFileError, SurgeError
 from surge.losses import adversarial, divergence, pixel
 from surge.losses.combine import generator_objective
 from surge.models.critic import Critic
-from surge.models.files import load_model_file, save_model
+from surge.models.files import lineage_of, load_model_file, save_model, total_steps
 from surge.models.generator import SuRGeGenerator
 from surge.training.checkpoint import atomic_torch_save, load_checkpoint, rng_state, set_rng_state
 from surge.training.config import ExperimentConfig
@@ -51,6 +51,16 @@ class TrainResult:
     best_psnr: float | None
     interrupted: bool  # by a signal (exit 130); a spent time budget is a normal end
     budget_spent: bool = False
+
+
+def _parent_lineage(init_from: str | None) -> list[dict]:
+    """The provenance of the weights a run starts from, and of theirs: steps add up along the chain."""
+    if not init_from:
+        return []
+    try:
+        return lineage_of(init_from)
+    except ModelFileError as exc:  # a resumed run whose start file has since gone: say so, never guess
+        return [{"init_from": init_from, "unavailable": str(exc)}]
 
 
 def _lr_lambda(cfg: ExperimentConfig):
@@ -93,6 +103,10 @@ class Trainer:
         if resume:
             self._restore(load_checkpoint(self.run_dir / "last.pt"))
         self._stop_requested = False
+        # What the model files record about themselves (see provenance()).
+        self._lineage = _parent_lineage(cfg.train.init_from)
+        self._scored: tuple[int, float] | None = None  # (step, validation PSNR-Y) of the latest validation
+        self._model_file_step: int | None = None  # step at which last.safetensors was last written
 
     # --- set-up -----------------------------------------------------------------------
     def _init_generator(self, path: Path) -> None:
@@ -163,8 +177,21 @@ class Trainer:
     def inference_generator(self) -> SuRGeGenerator:
         return self.ema if self.ema is not None else self.g_module
 
-    def provenance(self) -> dict:
-        return {
+    def provenance(self, tag: str = "last") -> dict:
+        """What a weights file says about itself, and only itself.
+
+        ``tag`` (last/best) and ``steps`` (this run's step when written); ``val_psnr_y``: the
+        validation score of these very weights at this step (None if they were not validated);
+        ``config``, ``wall_seconds``, ``init_from``; ``lineage``: the provenance of every file this
+        run descends from (oldest first), so ``total_steps`` is the sum along the chain.
+        """
+        scored_step, score = self._scored or (None, None)
+        provenance = {
+            "tag": tag,
+            "config": self.cfg.to_dict(),
+            "init_from": self.cfg.train.init_from or None,
+            "lineage": self._lineage,
+            "val_set": Path(self.cfg.data.val_dir).name if self.cfg.data.val_dir else None,
             "experiment": self.cfg.train.name,
             "stage": self.cfg.train.stage,
             "steps": self.step,
@@ -172,17 +199,24 @@ class Trainer:
             "hr_size": self.cfg.data.hr_size,
             "training_data": [Path(d).name for d in self.cfg.data.train_dirs],
             "wall_seconds": round(self.wall_before + time.time() - self._t0),
-            "val_psnr_y": self.best_psnr,
+            "val_psnr_y": score if scored_step == self.step else None,
             "ema": bool(self.ema is not None),
             "surge_version": __version__,
             "loss": self.cfg.to_dict()["loss"],
         }
+        provenance["total_steps"] = total_steps(provenance)
+        return provenance
 
     def save(self, tag: str = "last") -> None:
         if not self.ctx.is_main:
             return
         atomic_torch_save(self.state_dict(), self.run_dir / f"{tag}.pt")
-        save_model(self.inference_generator(), self.run_dir / f"{tag}.safetensors", provenance=self.provenance())
+        self._save_model_file(tag)
+
+    def _save_model_file(self, tag: str) -> None:
+        save_model(self.inference_generator(), self.run_dir / f"{tag}.safetensors", provenance=self.provenance(tag))
+        if tag == "last":
+            self._model_file_step = self.step
 
     # --- the step ---------------------------------------------------------------------
     def _critic_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict:
@@ -375,6 +409,9 @@ class Trainer:
             return
         bar.write(f"step {self.step}: validation PSNR-Y {psnr:.3f} dB", file=sys.stderr)
         runlog.log({"step": self.step, "val_psnr_y": round(psnr, 4)})
+        self._scored = (self.step, psnr)
+        if self._model_file_step == self.step:  # last.safetensors of this step was written before its score
+            self._save_model_file("last")
         if self.best_psnr is None or psnr > self.best_psnr:
             self.best_psnr = psnr
             self.save("best")
