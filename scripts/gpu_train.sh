@@ -38,7 +38,7 @@
 #   SURGE_PYTHON=python3    interpreter with torch (the device image's python3)
 #   SURGE_PSNR_MINUTES=4  SURGE_GAN_MINUTES=3.5  SURGE_DEADLINE_MINUTES=9
 #   SURGE_STEPS=1000000     train.steps of each stage (the time budget ends a stage first)
-#   SURGE_PRECISION=bf16    train.precision;  SURGE_WORKERS=12  data loader processes (16 cores;
+#   SURGE_PRECISION=auto    train.precision;  SURGE_WORKERS=12  data loader processes (16 cores;
 #                           0 when /dev/shm has under 1 GiB free, where worker batches would not fit)
 #   SURGE_BATCH, SURGE_HR_SIZE   override data.batch_size / data.hr_size (default: the configs', 16 / 256)
 #   SURGE_EVAL_SETS="Set5 Set14"
@@ -61,7 +61,7 @@ TINY=${SURGE_GPU_TINY:-0}
 PSNR_MINUTES=${SURGE_PSNR_MINUTES:-4}
 GAN_MINUTES=${SURGE_GAN_MINUTES:-3.5}
 DEADLINE_MINUTES=${SURGE_DEADLINE_MINUTES:-9}
-PRECISION=${SURGE_PRECISION:-bf16}
+PRECISION=${SURGE_PRECISION:-auto}
 WORKERS=${SURGE_WORKERS:-12}
 EVAL_SETS=${SURGE_EVAL_SETS:-Set5 Set14}
 SITE=${SURGE_SITE:-${TMPDIR:-/tmp}/surge-site}

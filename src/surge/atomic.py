@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +31,8 @@ def atomic_output(path: str | os.PathLike, error: type[SurgeError] = SurgeError,
     ``replace=False``: never replace a file at ``path``, even one created while the caller
     was writing (see :func:`publish`); that is reported as ``error(f"{path}: already exists ...")``.
 
-    OS errors become a one-line ``error(f"{path}: cannot write (...)")``.
+    OS errors and failed writes reported by torch.save or safetensors (a full disk) become a
+    one-line ``error(f"{path}: cannot write (...)")``; the previous ``path`` stays intact.
     """
     path = Path(path)
     try:
@@ -47,10 +49,35 @@ def atomic_output(path: str | os.PathLike, error: type[SurgeError] = SurgeError,
             publish(tmp, path, replace)
         except FileExistsError:
             raise error(f"{path}: already exists (created while this file was being written); not replaced") from None
-    except OSError as exc:
-        raise error(f"{path}: cannot write ({exc.strerror or exc})") from None
+    except Exception as exc:
+        reason = _write_failure(exc)
+        if reason is None:
+            raise
+        raise error(f"{path}: cannot write ({reason})") from None
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+# How torch.save reports a failed write (ENOSPC included): a RuntimeError from its C++ zip
+# writer, e.g. "[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534".
+_TORCH_WRITE_FAILURE = re.compile(r"unexpected pos|file write failed|PytorchStreamWriter failed|No space left|iostream error")
+
+
+def _write_failure(exc: Exception) -> str | None:
+    """A one-line reason if ``exc`` is a failed write (disk full, I/O error), else None (a bug)."""
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    line = (str(exc).strip().splitlines() or [""])[0][:200]
+    if type(exc).__name__ == "SafetensorError":  # safetensors' own I/O errors (not an OSError)
+        return line.removeprefix("Error while serializing: ")
+    if isinstance(exc, RuntimeError) and _TORCH_WRITE_FAILURE.search(line):
+        return f"write failed, disk full? {line}"
+    return None
+
+
+def is_temp_file_of(path: Path, targets) -> bool:
+    """True if ``path`` is a temp file :func:`atomic_output` made for one of the file names ``targets``."""
+    return any(re.fullmatch(re.escape(f".{name}.") + r"[a-z0-9_]+\.tmp", path.name) for name in targets)
 
 
 # Link errors meaning "this file system has no hard links", as opposed to a real failure.

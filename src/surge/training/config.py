@@ -9,10 +9,14 @@ Unknown keys and bad values fail early with a message naming the file and key.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+import re
 import tomllib
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Union, get_args, get_origin, get_type_hints
 
 from surge.errors import ConfigError
 from surge.losses.combine import LossConfig
@@ -29,15 +33,16 @@ class DataConfig:
     batch_size: int = 16
     workers: int = 0
     augment: bool = True
-    val_dir: str | None = "../shared/datasets/benchmark/Set5"  # HR + LR_bicubic_X4 set; None = no validation
+    val_dir: str | None = "../shared/datasets/benchmark/Set5"  # HR + LR_bicubic_X4 set; None or "" = no validation
 
     def __post_init__(self):
+        check_field_types(self, "data")
+        if not self.train_dirs:
+            raise ConfigError("data.train_dirs must list at least one folder")
         if self.hr_size % 4 or self.hr_size < 8:
             raise ConfigError(f"data.hr_size must be a multiple of 4 and >= 8, got {self.hr_size}")
-        if self.batch_size < 1:
-            raise ConfigError("data.batch_size must be >= 1")
-        if self.workers < 0:
-            raise ConfigError("data.workers must be >= 0")
+        _at_least("data.batch_size", self.batch_size, 1)
+        _at_least("data.workers", self.workers, 0)
         if self.lr_dirs and len(self.lr_dirs) != len(self.train_dirs):
             raise ConfigError(f"data.lr_dirs must list one folder per data.train_dirs entry ({len(self.train_dirs)})")
 
@@ -55,14 +60,21 @@ class OptimConfig:
     critic_steps: int = 1
 
     def __post_init__(self):
-        if self.schedule not in ("constant", "cosine"):
-            raise ConfigError(f"optim.schedule must be 'constant' or 'cosine', got {self.schedule!r}")
-        if not (self.lr_g > 0 and self.lr_d > 0):
-            raise ConfigError("optim.lr_g and optim.lr_d must be positive")
+        check_field_types(self, "optim")
+        for key in ("lr_g", "lr_d"):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"optim.{key} must be a positive number, got {_show(value)}")
+        for i, beta in enumerate(self.betas):
+            if not 0 <= beta < 1:
+                raise ConfigError(f"optim.betas[{i}] must be in [0, 1), got {_show(beta)}")
+        _at_least("optim.warmup_steps", self.warmup_steps, 0)
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError(f"optim.min_lr_ratio must be in [0, 1], got {_show(self.min_lr_ratio)}")
+        _at_least("optim.grad_clip", self.grad_clip, 0)
         if not 0 <= self.ema_decay < 1:
-            raise ConfigError("optim.ema_decay must be in [0, 1)")
-        if self.critic_steps < 1:
-            raise ConfigError("optim.critic_steps must be >= 1")
+            raise ConfigError(f"optim.ema_decay must be in [0, 1), got {_show(self.ema_decay)}")
+        _at_least("optim.critic_steps", self.critic_steps, 1)
 
 
 @dataclass(frozen=True)
@@ -72,8 +84,10 @@ class TrainConfig:
     steps: int = 1000
     seed: int = 0
     init_from: str | None = None  # generator weights (.safetensors) to start from, e.g. the PSNR stage
-    precision: Literal["fp32", "bf16", "amp"] = "fp32"  # bf16 autocast (CPU/GPU) or fp16 AMP (GPU)
-    device: str = "auto"
+    # auto: bf16 autocast where the CPU/GPU has native bf16, else fp32 (surge.training.precision);
+    # bf16: bf16 autocast anyway; amp: fp16 autocast with a grad scaler (CUDA only).
+    precision: Literal["auto", "fp32", "bf16", "amp"] = "auto"
+    device: str = "auto"  # auto, cpu, cuda or cuda:N
     threads: int = 0  # torch CPU threads, 0 = torch's default
     max_minutes: float = 0.0  # wall-time budget of this process; 0 = none. Stops cleanly with a checkpoint.
     log_every: int = 1
@@ -82,13 +96,20 @@ class TrainConfig:
     out_dir: str = "runs"
 
     def __post_init__(self):
-        if self.stage not in ("psnr", "gan"):
-            raise ConfigError(f"train.stage must be 'psnr' or 'gan', got {self.stage!r}")
-        if self.precision not in ("fp32", "bf16", "amp"):
-            raise ConfigError(f"train.precision must be fp32, bf16 or amp, got {self.precision!r}")
+        check_field_types(self, "train")
+        if not self.name or self.name in (".", "..") or "/" in self.name or "\\" in self.name:
+            raise ConfigError(f"train.name must be a plain folder name, got {_show(self.name)}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {_show(self.device)}")
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"train.seed must be in [0, 2**63), got {self.seed}")
+        _at_least("train.threads", self.threads, 0)
+        if not (math.isfinite(self.max_minutes) and self.max_minutes >= 0):
+            raise ConfigError(f"train.max_minutes must be >= 0 (0 = no budget), got {_show(self.max_minutes)}")
         for key in ("steps", "log_every", "val_every", "ckpt_every"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"train.{key} must be >= 1")
+            _at_least(f"train.{key}", getattr(self, key), 1)
+        if not self.out_dir:
+            raise ConfigError("train.out_dir must not be empty")
 
 
 @dataclass(frozen=True)
@@ -125,6 +146,7 @@ class ExperimentConfig:
                     raise ConfigError(f"{source}: unknown generator preset {preset!r} (known: {', '.join(GENERATOR_PRESETS)})")
                 section = {**GENERATOR_PRESETS[preset].to_dict(), **section}
             try:
+                section = typed_section(section_cls, section, name)
                 values[name] = dataclass_from_dict(section_cls, section, f"{source}: [{name}]")
             except ConfigError as exc:
                 msg = str(exc)
@@ -151,7 +173,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     apply_overrides(data, overrides, str(path))
-    return ExperimentConfig.from_dict(data, source=str(path))
+    cfg = ExperimentConfig.from_dict(data, source=str(path))
+    check_runnable_here(cfg, str(path))
+    return cfg
 
 
 def apply_overrides(data: dict, overrides, source: str = "overrides") -> None:
@@ -169,4 +193,115 @@ def apply_overrides(data: dict, overrides, source: str = "overrides") -> None:
 
 def config_from_dict(data: dict) -> ExperimentConfig:
     """Rebuild a config saved in a checkpoint (``ExperimentConfig.to_dict()``)."""
-    return ExperimentConfig.from_dict(data, source="checkpoint config")
+    cfg = ExperimentConfig.from_dict(data, source="checkpoint config")
+    check_runnable_here(cfg, "checkpoint config")
+    return cfg
+
+
+def check_runnable_here(cfg: ExperimentConfig, source: str) -> None:
+    """Settings that are valid in general but not on this machine (no CUDA)."""
+    import torch
+
+    t = cfg.train
+    if t.device.startswith("cuda"):
+        index = int(t.device.partition(":")[2] or 0)
+        if not torch.cuda.is_available():
+            raise ConfigError(f'{source}: train.device = "{t.device}" but CUDA is not available here (use "auto" or "cpu")')
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"{source}: train.device = \"{t.device}\" but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    on_cuda = t.device.startswith("cuda") or (t.device == "auto" and torch.cuda.is_available())
+    if t.precision == "amp" and not on_cuda:
+        raise ConfigError(f'{source}: train.precision = "amp" (fp16 with a grad scaler) needs a CUDA device; '
+                          'this run is on the CPU (use "auto", "fp32" or "bf16")')
+
+
+# --- field types ------------------------------------------------------------------------
+# TOML and JSON values checked against the dataclass annotations: a bool is not an int,
+# a float is not an int, an int is accepted (and stored) as a float.
+_BAD = object()
+
+
+def typed_section(cls, section: dict, name: str) -> dict:
+    """``section`` with each known key checked against ``cls``'s annotation (unknown keys left as they are)."""
+    hints = get_type_hints(cls)
+    out = dict(section)
+    for key, value in section.items():
+        if key in hints:
+            out[key] = _typed(value, hints[key], f"{name}.{key}")
+    return out
+
+
+def check_field_types(obj, name: str) -> None:
+    """The same check for a config dataclass built directly (``__post_init__``)."""
+    hints = get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        object.__setattr__(obj, f.name, _typed(getattr(obj, f.name), hints[f.name], f"{name}.{f.name}"))
+
+
+def _typed(value, hint, key: str):
+    converted = _convert(value, hint)
+    if converted is _BAD:
+        raise ConfigError(f"{key} must be {_describe(hint)}, got {_show(value)}")
+    return converted
+
+
+def _convert(value, hint):
+    """``value`` as the annotation ``hint`` wants it, or ``_BAD``; unknown annotations pass."""
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is bool:
+        return value if isinstance(value, bool) else _BAD
+    if hint is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _BAD
+    if hint is float:
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _BAD
+    if hint is str:
+        return value if isinstance(value, str) else _BAD
+    if hint is type(None):
+        return None if value is None else _BAD
+    if origin is Literal:
+        return value if any(type(value) is type(a) and value == a for a in args) else _BAD
+    if origin in (Union, types.UnionType):
+        return next((c for c in (_convert(value, arm) for arm in args) if c is not _BAD), _BAD)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            return _BAD
+        arms = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
+        items = [_convert(v, a) for v, a in zip(value, arms)] if len(arms) == len(value) else [_BAD]
+        return _BAD if any(i is _BAD for i in items) else tuple(items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            return _BAD
+        items = {k: _convert(v, args[1]) for k, v in value.items()}
+        return _BAD if any(v is _BAD for v in items.values()) else items
+    return value
+
+
+def _describe(hint) -> str:
+    origin, args = get_origin(hint), get_args(hint)
+    simple = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "empty"}
+    if hint in simple:
+        return simple[hint]
+    if origin is Literal:
+        return "one of " + ", ".join(_show(a) for a in args)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return f"a list of {_describe(args[0]).removeprefix('a ').removeprefix('an ')}s"
+    if origin is tuple:
+        return f"a list of {len(args)} " + " and ".join(sorted({_describe(a).removeprefix('a ').removeprefix('an ') + "s" for a in args}))
+    if origin is dict:
+        return f"a table of {_describe(args[1]).removeprefix('a ').removeprefix('an ')}s"
+    return str(hint)
+
+
+def _show(value) -> str:
+    """A value as the user wrote it (TOML-like: true, "cuda", [0.9, 1.5])."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _at_least(key: str, value, low) -> None:
+    if not value >= low:  # also false for NaN
+        raise ConfigError(f"{key} must be >= {low}, got {_show(value)}")

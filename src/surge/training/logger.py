@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from surge.atomic import atomic_output
+
 
 class RunLog:
     """Append-only CSV whose columns grow as new keys appear (the file is rewritten then)."""
@@ -45,14 +47,12 @@ class RunLog:
                         pass
 
     def _rewrite(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w", newline="") as f:
+        # atomic_output's temp name (".log.csv.<random>.tmp") is one the trainer knows to clean up.
+        with atomic_output(self.path) as tmp, open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, self.fields)
             if self.fields:
                 w.writeheader()
                 w.writerows(self.rows)
-        tmp.replace(self.path)
 
     def close(self) -> None:
         if self.tb is not None:

@@ -25,6 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from surge import __version__
+from surge.atomic import atomic_output, is_temp_file_of
 from surge.data.pairs import PairDataset, StepSampler, load_training_pairs
 from surge.errors import ModelFileError, SurgeError
 from surge.losses import adversarial, divergence, pixel
@@ -35,6 +36,8 @@ from surge.models.generator import SuRGeGenerator
 from surge.training.checkpoint import atomic_torch_save, load_checkpoint, rng_state, set_rng_state
 from surge.training.config import ExperimentConfig
 from surge.training.distributed import DistContext, broadcast_flag
+from surge.training.precision import device_name, resolve_precision, runtime_record
+from surge.training.validation import check_val_set
 from surge.training.logger import RunLog
 
 log = logging.getLogger("surge.train")
@@ -98,7 +101,8 @@ class Trainer:
             self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=o.lr_d, betas=o.betas)
             self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, _lr_lambda(cfg))
         self.ema = copy.deepcopy(self.g_module).eval().requires_grad_(False) if o.ema_decay else None
-        self.scaler = torch.amp.GradScaler("cuda") if cfg.train.precision == "amp" else None
+        self.precision = resolve_precision(cfg.train.precision, self.device, warn=self.ctx.is_main)
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "amp" else None
         self.step, self.best_psnr, self.wall_before = 0, None, 0.0
         if resume:
             self._restore(load_checkpoint(self.run_dir / "last.pt"))
@@ -133,7 +137,7 @@ class Trainer:
             self.critic = DDP(self.critic, device_ids=ids)
 
     def _autocast(self):
-        p = self.cfg.train.precision
+        p = self.precision
         if p == "fp32":
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if p == "bf16" else torch.float16
@@ -146,7 +150,7 @@ class Trainer:
             "step": self.step,
             "best_psnr": self.best_psnr,
             "wall_seconds": self.wall_before + (time.time() - self._t0 if hasattr(self, "_t0") else 0.0),
-            "config": self.cfg.to_dict(),
+            "config": json.loads(json.dumps(self.cfg.to_dict())),  # plain lists/dicts: weights_only-loadable
             "generator": self.g_module.state_dict(),
             "critic": self.d_module.state_dict() if self.d_module is not None else None,
             "opt_g": self.opt_g.state_dict(),
@@ -202,6 +206,8 @@ class Trainer:
             "val_psnr_y": score if scored_step == self.step else None,
             "ema": bool(self.ema is not None),
             "surge_version": __version__,
+            "precision": self.precision,
+            "trained_on": device_name(self.device),
             "loss": self.cfg.to_dict()["loss"],
         }
         provenance["total_steps"] = total_steps(provenance)
@@ -319,8 +325,12 @@ class Trainer:
         net = self.inference_generator()
         was_training = net.training
         net.eval()
+        # The checkpoint of this step is written before validation: validation must leave the
+        # random stream as it found it, or a resumed run would differ from an uninterrupted one.
+        cuda = [self.device] if self.device.type == "cuda" else []
         try:
-            return validate_psnr(net, Path(val_dir), device=self.device)
+            with torch.random.fork_rng(devices=cuda):
+                return validate_psnr(net, Path(val_dir), device=self.device)
         finally:
             net.train(was_training)
 
@@ -348,15 +358,18 @@ class Trainer:
 
     def run(self) -> TrainResult:
         cfg, ctx = self.cfg, self.ctx
+        if ctx.is_main and cfg.data.val_dir:  # fail now, not at the first validation hours later
+            check_val_set(Path(cfg.data.val_dir))
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if ctx.is_main:  # a run killed mid-write (SIGKILL) leaves its temp files; the targets are intact
-            for stale in [*self.run_dir.glob(".*.tmp"), *self.run_dir.glob("*.tmp")]:
-                stale.unlink(missing_ok=True)
+        if ctx.is_main:
+            self._remove_stale_temp_files()
         runlog = RunLog(self.run_dir / "log.csv", resume_step=self.step) if ctx.is_main else None
         loader, report = self._loader(self.step)
-        if runlog is not None and self.step == 0:
-            (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-            (self.run_dir / "data.json").write_text(json.dumps(report.__dict__, indent=2))
+        if runlog is not None:
+            self._record_runtime()
+            if self.step == 0:
+                _write_json(self.run_dir / "config.json", cfg.to_dict())
+                _write_json(self.run_dir / "data.json", report.__dict__)
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self._t0 = time.time()
         self.generator.train()
@@ -381,16 +394,18 @@ class Trainer:
                            "lr_g": self.sched_g.get_last_lr()[0], **row, **self.mixing_row()}
                     bar.set_postfix(loss=f"{row['loss_g']:.4f}")
                     runlog.log(row)
-                if self.step % cfg.train.val_every == 0 or self.step == cfg.train.steps:
-                    self._validate_and_keep_best(runlog, bar)
-                if self.step % cfg.train.ckpt_every == 0 or self.step == cfg.train.steps:
+                # Checkpoint first: a validation that crashes must not lose the steps since the last one.
+                ckpt_now = self.step % cfg.train.ckpt_every == 0 or self.step == cfg.train.steps
+                if ckpt_now:
                     self.save("last")
+                if self.step % cfg.train.val_every == 0 or self.step == cfg.train.steps:
+                    self._validate_and_keep_best(runlog, bar, last_saved=ckpt_now)
                 over_budget = cfg.train.max_minutes and time.time() - self._t0 > 60 * cfg.train.max_minutes
                 if broadcast_flag(ctx, self._stop_requested or bool(over_budget)):
                     interrupted, budget_spent = not over_budget, bool(over_budget)
-                    if over_budget:  # a budgeted run ends like a finished one: validated, best kept
-                        self._validate_and_keep_best(runlog, bar)
                     self.save("last")
+                    if over_budget:  # a budgeted run ends like a finished one: validated, best kept
+                        self._validate_and_keep_best(runlog, bar, last_saved=True)
                     if ctx.is_main:
                         why = "time budget reached" if over_budget else "stop requested"
                         bar.write(f"{why}: stopped at step {self.step}; checkpoint saved, resume with --resume {self.run_dir}", file=sys.stderr)
@@ -403,7 +418,7 @@ class Trainer:
                 runlog.close()
         return TrainResult(self.run_dir, self.step, self.best_psnr, interrupted, budget_spent)
 
-    def _validate_and_keep_best(self, runlog, bar) -> None:
+    def _validate_and_keep_best(self, runlog, bar, last_saved: bool = False) -> None:
         psnr = self.validate()
         if psnr is None:
             return
@@ -415,3 +430,35 @@ class Trainer:
         if self.best_psnr is None or psnr > self.best_psnr:
             self.best_psnr = psnr
             self.save("best")
+            if last_saved:  # last.pt of this step was written before validation: give it the new best
+                atomic_torch_save(self.state_dict(), self.run_dir / "last.pt")
+
+    def _remove_stale_temp_files(self) -> None:
+        # A run killed mid-write (SIGKILL) leaves atomic_output's temp files; the targets are
+        # intact. Only names this program generates: other *.tmp files may be the user's.
+        for path in self.run_dir.iterdir():
+            if is_temp_file_of(path, RUN_FILES):
+                path.unlink(missing_ok=True)
+
+    def _record_runtime(self) -> None:
+        """Append this process's precision and machine to runtime.json (a resumed run may move)."""
+        record = runtime_record(self.cfg.train.precision, self.precision, self.device, self.step, self.ctx.world_size)
+        log.info("precision %s (train.precision = %s) on %s", self.precision, self.cfg.train.precision,
+                 record["device_name"])
+        path = self.run_dir / "runtime.json"
+        try:
+            history = json.loads(path.read_text()) if path.exists() and self.step else []
+        except (OSError, ValueError):
+            history = []  # an unreadable record must not stop a run; it is rewritten whole
+        history = [r for r in history if isinstance(r, dict) and r.get("start_step", 0) < self.step]
+        _write_json(path, [*history, record])
+
+
+# Files a run writes into its folder (through atomic_output, whose temp names derive from these).
+RUN_FILES = ("last.pt", "best.pt", "last.safetensors", "best.safetensors", "log.csv", "config.json",
+             "data.json", "runtime.json")
+
+
+def _write_json(path: Path, data) -> None:
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(json.dumps(data, indent=2))

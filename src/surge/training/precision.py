@@ -1,0 +1,72 @@
+"""Training precision: what ``train.precision = "auto"`` means on this machine, and its name.
+
+bf16 autocast halves a training step on CPUs with native bf16 (AVX512-BF16/AMX, arm64 bf16)
+but is emulated, and several times slower than fp32, on the others (e.g. AVX2-only x86), so
+"auto" takes bf16 only where it is native, reusing the inference engine's detection.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import logging
+import platform
+from pathlib import Path
+
+import torch
+
+from surge.inference.optimize import cpu_has_native_bf16
+
+log = logging.getLogger("surge.train")
+
+
+def resolve_precision(requested: str, device: torch.device, warn: bool = True) -> str:
+    """The autocast precision a run uses: "fp32", "bf16" or "amp" (fp16 with a grad scaler)."""
+    native = _native_bf16(device)
+    if requested == "auto":
+        return "bf16" if native else "fp32"
+    if requested == "bf16" and not native and warn:
+        log.warning("train.precision = bf16 on %s, which has no native bf16: emulated, several times slower "
+                    "than fp32 (use \"auto\")", device_name(device))
+    return requested
+
+
+def _native_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_native_bf16()
+
+
+@functools.cache
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what ``platform`` knows."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+            return value.strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+
+
+def runtime_record(requested: str, precision: str, device: torch.device, step: int, world_size: int) -> dict:
+    """What a run (or a resumed part of it) ran on: every timing in its log belongs to this machine."""
+    return {
+        "start_step": step,
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "precision": precision,
+        "precision_requested": requested,
+        "device": str(device),
+        "device_name": device_name(device),
+        "cpu": cpu_name(),
+        "native_bf16": _native_bf16(device),
+        "torch_threads": torch.get_num_threads(),
+        "world_size": world_size,
+        "torch": torch.__version__,
+    }
