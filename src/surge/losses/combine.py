@@ -4,6 +4,14 @@ The paper combines its three terms convexly with weights recomputed every step:
 ``w = softmax([L_adv, L_JS, L_GW] / tau)``, ``tau = 0.1``, ``L_G = sum_k w_k L_k``. The softmax
 puts the most weight on the currently *largest* term, so whichever term lags is emphasised.
 
+That compares losses in different units, and a Wasserstein critic's scores have no fixed offset,
+so ``L_adv = -E[D(G(x))]`` and with it ``w_adv`` drift with an arbitrary constant (measured:
+docs/method-notes.md). ``"dynamic-invariant"`` (:func:`invariant_weights`) keeps the softmax but
+feeds it unit-free, offset-free values: each term divided by its running scale, and for the
+adversarial term the critic's Wasserstein estimate ``E[D(y)] - E[D(G(x))]`` instead of
+``L_adv``. The weights then do not change when the critic's scores are shifted by a constant or
+when any one term is multiplied by a positive factor.
+
 Term names used as dictionary keys everywhere: ``"adv"``, ``"js"``, ``"gw"``, ``"l1"``.
 """
 
@@ -20,7 +28,8 @@ from surge.errors import ConfigError
 from surge.losses.divergence import JS_MODES
 
 TERMS: tuple[str, ...] = ("adv", "js", "gw", "l1")
-Combination = Literal["dynamic", "fixed"]
+Combination = Literal["dynamic", "fixed", "dynamic-invariant"]
+COMBINATIONS: tuple[str, ...] = ("dynamic", "fixed", "dynamic-invariant")
 
 
 def dynamic_weights(losses: Mapping[str, torch.Tensor], tau: float = 0.1) -> dict[str, torch.Tensor]:
@@ -48,11 +57,77 @@ def dynamic_weights(losses: Mapping[str, torch.Tensor], tau: float = 0.1) -> dic
     return {name: weights[k] for k, name in enumerate(names)}
 
 
+@dataclass
+class RunningScale:
+    """Per-term running scale: a bias-corrected exponential moving average of ``|value|``.
+
+    Plain Python floats, so that :meth:`state_dict` goes into a ``weights_only`` checkpoint.
+    Linear in the values: scaling one term's values by ``c > 0`` scales its running scale by
+    ``c`` exactly (up to float64 rounding), at every step, warm-up included.
+    """
+
+    decay: float = 0.99
+    steps: int = 0
+    ema: dict[str, float] = field(default_factory=dict)
+
+    def update(self, values: Mapping[str, float]) -> dict[str, float]:
+        """Add one step's values; returns the bias-corrected scales (the values' own step included)."""
+        if set(values) != set(self.ema) and self.steps:
+            raise ValueError(f"RunningScale: terms {sorted(values)} differ from the running ones {sorted(self.ema)}")
+        self.steps += 1
+        for name, value in values.items():
+            self.ema[name] = self.decay * self.ema.get(name, 0.0) + (1 - self.decay) * abs(float(value))
+        correction = 1 - self.decay**self.steps  # Adam's: the average starts at 0
+        return {name: self.ema[name] / correction for name in values}
+
+    def state_dict(self) -> dict:
+        return {"decay": float(self.decay), "steps": int(self.steps), "ema": {k: float(v) for k, v in self.ema.items()}}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.decay, self.steps = float(state["decay"]), int(state["steps"])
+        self.ema = {str(k): float(v) for k, v in state["ema"].items()}
+
+
+def invariant_weights(
+    signals: Mapping[str, torch.Tensor | float],
+    scales: RunningScale,
+    tau: float = 0.1,
+    device: torch.device | str | None = None,
+) -> dict[str, torch.Tensor]:
+    """``softmax([s_k / scale_k] / tau)`` with ``scale_k`` the running scale of ``|s_k|``; updates ``scales``.
+
+    ``s_k / scale_k`` is about 1 for a term at its usual level (negative for a signal below 0), so
+    the softmax emphasises whichever term is currently *high relative to its own history*: the
+    paper's "lagging term", without comparing losses in different units. Give offset-free
+    signals (for the adversarial term the critic's Wasserstein estimate, not ``-E[D(G(x))]``).
+    A signal that is exactly 0 at every step so far has scale 0 and counts as 0.
+
+    Returns one detached float32 0-d tensor per key on ``device``, summing to 1.
+    """
+    if not signals:
+        raise ValueError("invariant_weights: no signals given")
+    if not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau > 0):
+        raise ValueError(f"invariant_weights: tau must be a positive number, got {tau!r}")
+    values = {name: float(v) for name, v in signals.items()}
+    bad = [name for name, v in values.items() if not math.isfinite(v)]
+    if bad:
+        raise ValueError(f"invariant_weights: non-finite signal for {', '.join(bad)}")
+    running = scales.update(values)
+    normalised = torch.tensor(
+        [values[n] / running[n] if running[n] > 0 else 0.0 for n in values], dtype=torch.float64
+    )
+    weights = torch.softmax(normalised / tau, dim=0).to(device=device, dtype=torch.float32)
+    return {name: weights[k] for k, name in enumerate(values)}
+
+
 def combine_losses(
     losses: Mapping[str, torch.Tensor],
     mode: Combination = "dynamic",
     tau: float = 0.1,
     fixed_weights: Mapping[str, float] | None = None,
+    *,
+    scales: RunningScale | None = None,
+    signals: Mapping[str, torch.Tensor | float] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Weighted sum of the given loss terms; returns ``(total, weights)``.
 
@@ -60,12 +135,19 @@ def combine_losses(
     ``mode="dynamic"``: weights from :func:`dynamic_weights` (convex, detached).
     ``mode="fixed"``: ``fixed_weights[name]`` for each term, used as given (not normalised);
     a term without a fixed weight is a :class:`~surge.errors.ConfigError`, extra keys are ignored.
+    ``mode="dynamic-invariant"``: weights from :func:`invariant_weights` with the running state
+    ``scales`` (required; updated); the signal of each term is its detached loss, except where
+    ``signals`` gives one; ``"adv"`` must be given there (the critic's Wasserstein estimate).
+    ``scales`` and ``signals`` are ignored by the other modes.
     ``weights`` holds detached 0-d tensors, for logging.
     """
     if not losses:
         raise ValueError("combine_losses: no loss terms given")
     if mode == "dynamic":
         weights = dynamic_weights(losses, tau)
+    elif mode == "dynamic-invariant":
+        weights = invariant_weights(_invariant_signals(losses, signals), _required(scales), tau,
+                                    device=next(iter(losses.values())).device)
     elif mode == "fixed":
         fixed_weights = fixed_weights or {}
         missing = [name for name in losses if name not in fixed_weights]
@@ -74,9 +156,27 @@ def combine_losses(
         device = next(iter(losses.values())).device
         weights = {name: torch.tensor(float(fixed_weights[name]), device=device) for name in losses}
     else:
-        raise ConfigError(f"loss combination must be 'dynamic' or 'fixed', got {mode!r}")
+        raise ConfigError(f"loss combination must be one of {', '.join(COMBINATIONS)}, got {mode!r}")
     total = sum(weights[name].to(loss.dtype) * loss.reshape(()) for name, loss in losses.items())
     return total, weights
+
+
+def _invariant_signals(
+    losses: Mapping[str, torch.Tensor], signals: Mapping[str, torch.Tensor | float] | None
+) -> dict[str, torch.Tensor | float]:
+    signals = signals or {}
+    if "adv" in losses and "adv" not in signals:
+        raise ValueError(
+            "dynamic-invariant combination: the adversarial term needs the critic's Wasserstein estimate "
+            "E[D(real)] - E[D(fake)] as signals['adv'] (-E[D(fake)] has an arbitrary offset)"
+        )
+    return {name: signals[name] if name in signals else losses[name].detach() for name in losses}
+
+
+def _required(scales: RunningScale | None) -> RunningScale:
+    if scales is None:
+        raise ValueError("dynamic-invariant combination needs its running state (scales=RunningScale(...))")
+    return scales
 
 
 @dataclass(frozen=True)
@@ -88,9 +188,12 @@ class LossConfig:
     - ``l1``: add the L1 fidelity term (not in the paper's final objective); ``l1_in_combination``
       puts it inside the convex combination as a fourth member, otherwise it is added separately
       as ``l1_weight * L1`` (``l1_weight`` is used only then).
-    - ``combination``: ``"dynamic"`` (softmax of the detached losses / ``tau``) or ``"fixed"``
-      (``fixed_weights``: one non-negative weight per combined term; a term with weight 0 is
-      skipped entirely). ``fixed_weights`` must be empty with ``"dynamic"``.
+    - ``combination``: ``"dynamic"`` (softmax of the detached losses / ``tau``, the paper's),
+      ``"dynamic-invariant"`` (softmax of each term over its running scale / ``tau``, the
+      adversarial term taken as the critic's Wasserstein estimate: :func:`invariant_weights`;
+      ``scale_decay`` is the running scale's EMA decay) or ``"fixed"`` (``fixed_weights``: one
+      non-negative weight per combined term; a term with weight 0 is skipped entirely).
+      ``fixed_weights`` must be empty unless ``"fixed"``.
     - ``gp_weight``: lambda of the critic's gradient penalty (10 in the release).
     - ``js_mode``, ``js_temperature``, ``js_bins``: see :func:`surge.losses.js_divergence`.
     - ``gw_normalize``: divide each GW distance matrix by its maximum (the method's definition).
@@ -105,6 +208,7 @@ class LossConfig:
     combination: Combination = "dynamic"
     tau: float = 0.1
     fixed_weights: dict[str, float] = field(default_factory=dict)
+    scale_decay: float = 0.99
     gp_weight: float = 10.0
     js_mode: str = "normalized"
     js_temperature: float = 1.0
@@ -115,9 +219,12 @@ class LossConfig:
         for name in ("adversarial", "js", "gw", "l1", "l1_in_combination", "gw_normalize"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"loss.{name} must be true or false, got {getattr(self, name)!r}")
-        if self.combination not in ("dynamic", "fixed"):
-            raise ConfigError(f"loss.combination must be 'dynamic' or 'fixed', got {self.combination!r}")
+        if self.combination not in COMBINATIONS:
+            raise ConfigError(f"loss.combination must be one of {', '.join(COMBINATIONS)}, got {self.combination!r}")
         _check_number("tau", self.tau, positive=True)
+        _check_number("scale_decay", self.scale_decay, positive=True)
+        if self.scale_decay >= 1:
+            raise ConfigError(f"loss.scale_decay must be below 1, got {self.scale_decay!r}")
         _check_number("gp_weight", self.gp_weight)
         _check_number("l1_weight", self.l1_weight)
         _check_number("js_temperature", self.js_temperature, positive=True)
@@ -187,12 +294,18 @@ class LossConfig:
 
 
 def generator_objective(
-    losses: Mapping[str, torch.Tensor], config: LossConfig
+    losses: Mapping[str, torch.Tensor],
+    config: LossConfig,
+    *,
+    scales: RunningScale | None = None,
+    signals: Mapping[str, torch.Tensor | float] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The generator's total loss under ``config``: the combination plus a separate L1 if configured.
 
     ``losses`` must hold exactly ``config.active_terms()``. The returned weights hold the
-    combination weights and, for a separate L1, ``"l1"`` = ``l1_weight``.
+    combination weights and, for a separate L1, ``"l1"`` = ``l1_weight``. ``scales`` and
+    ``signals``: see :func:`combine_losses` (used only by ``"dynamic-invariant"``; make the
+    state with :func:`running_state`).
     """
     expected = set(config.active_terms())
     if set(losses) != expected:
@@ -203,7 +316,8 @@ def generator_objective(
     total: torch.Tensor | None = None
     weights: dict[str, torch.Tensor] = {}
     if combined:
-        total, weights = combine_losses(combined, config.combination, config.tau, config.fixed_weights)
+        total, weights = combine_losses(combined, config.combination, config.tau, config.fixed_weights,
+                                        scales=scales, signals=signals)
     if config.separate_l1:
         l1 = losses["l1"]
         term = config.l1_weight * l1
@@ -211,6 +325,11 @@ def generator_objective(
         weights["l1"] = torch.tensor(float(config.l1_weight), device=l1.device)
     assert total is not None  # LossConfig guarantees at least one term
     return total, weights
+
+
+def running_state(config: LossConfig) -> RunningScale | None:
+    """The state a training run keeps for ``config``'s combination (None when it needs none)."""
+    return RunningScale(config.scale_decay) if config.combination == "dynamic-invariant" else None
 
 
 def _check_number(name: str, value, positive: bool = False) -> None:

@@ -29,7 +29,7 @@ from surge.atomic import atomic_output, is_temp_file_of
 from surge.data.pairs import PairDataset, StepSampler, load_training_pairs
 from surge.errors import ModelFileError, SurgeError
 from surge.losses import adversarial, divergence, pixel
-from surge.losses.combine import generator_objective
+from surge.losses.combine import generator_objective, running_state
 from surge.models.critic import Critic
 from surge.models.files import lineage_of, load_model_file, save_model, total_steps
 from surge.models.generator import SuRGeGenerator
@@ -104,6 +104,7 @@ class Trainer:
         self.precision = resolve_precision(cfg.train.precision, self.device, warn=self.ctx.is_main)
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "amp" else None
         self.step, self.best_psnr, self.wall_before = 0, None, 0.0
+        self.loss_scales = running_state(cfg.loss)  # "dynamic-invariant" weighting's running scales
         if resume:
             self._restore(load_checkpoint(self.run_dir / "last.pt"))
         self._stop_requested = False
@@ -160,6 +161,7 @@ class Trainer:
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "rng": rng_state(),
+            "loss_scales": self.loss_scales.state_dict() if self.loss_scales is not None else None,
         }
 
     def _restore(self, state: dict) -> None:
@@ -177,6 +179,8 @@ class Trainer:
         self.step, self.best_psnr = state["step"], state["best_psnr"]
         self.wall_before = state.get("wall_seconds", 0.0)
         set_rng_state(state["rng"])
+        if self.loss_scales is not None and state.get("loss_scales"):
+            self.loss_scales.load_state_dict(state["loss_scales"])
 
     def inference_generator(self) -> SuRGeGenerator:
         return self.ema if self.ema is not None else self.g_module
@@ -274,7 +278,9 @@ class Trainer:
         with self._autocast():
             sr = self.generator(lr)
             terms = self._generator_terms(lr, hr, sr)
-            total, weights = generator_objective(terms, self.cfg.loss)
+            # The critic's Wasserstein estimate: the offset-free signal of the adversarial term.
+            signals = {"adv": row["critic_wasserstein"]} if "critic_wasserstein" in row else None
+            total, weights = generator_objective(terms, self.cfg.loss, scales=self.loss_scales, signals=signals)
         self._check_finite(total, terms, row)
         self._backward_and_step(total, self.opt_g, self.g_module)
         self.sched_g.step()
