@@ -118,6 +118,7 @@ def test_stale_temp_cleanup_spares_user_files_and_records_the_runtime(tmp_path, 
     assert [r["start_step"] for r in runtime] == [0]
     assert runtime[0]["precision"] == trainer.precision in ("fp32", "bf16")
     assert runtime[0]["cpu"] == precision_mod.cpu_name() and runtime[0]["cpu"]
+    assert runtime[0]["cpu_id"] == json.loads(json.dumps(precision_mod.cpu_id()))
     assert trainer.provenance()["precision"] == trainer.precision
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from surge.inference.optimize import cpu_has_native_bf16
+from surge.inference.optimize import cpu_flags, cpu_has_native_bf16
 
 log = logging.getLogger("surge.train")
 
@@ -51,6 +51,26 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+# Flags that decide CPU training speed; virtual machines often report only "AMD EPYC" as the
+# name, so these and the family/model numbers tell the generation apart.
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "asimd", "sve", "bf16")
+
+
+@functools.cache
+def cpu_id() -> dict:
+    """The CPU's family/model numbers (x86) and its speed-relevant feature flags."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("cpu family", "model", "CPU part") and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    return {**fields, "flags": sorted(cpu_flags() & set(SPEED_FLAGS))}
+
+
 def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
 
@@ -65,6 +85,7 @@ def runtime_record(requested: str, precision: str, device: torch.device, step: i
         "device": str(device),
         "device_name": device_name(device),
         "cpu": cpu_name(),
+        "cpu_id": cpu_id(),
         "native_bf16": _native_bf16(device),
         "torch_threads": torch.get_num_threads(),
         "world_size": world_size,
