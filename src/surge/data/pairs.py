@@ -16,12 +16,16 @@ import numpy as np
 import torch
 from PIL import Image
 
+from surge.data.degradations import DegradationConfig, degrade
 from surge.errors import DatasetError
 from surge.imaging.bicubic import imresize
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"}
+# Seed tag of the degradation draws, (seed, tag, k): apart from the epoch order (1), the crops (2)
+# and the trainer's own streams, so turning degradation on changes no other random choice.
+DEGRADATION_STREAM = 4
 
 
 @dataclass
@@ -107,6 +111,10 @@ class PairDataset(torch.utils.data.Dataset):
 
     ``lr_quantize``: round LR to 8 bits, as benchmark LR files are 8-bit PNGs, so the
     network trains on the input distribution it is evaluated on.
+
+    ``degradation``: make LR from the HR crop by the real-world model of
+    :mod:`surge.data.degradations` instead of bicubic. It draws from its own stream
+    ``(seed, DEGRADATION_STREAM, k)``, so the HR crops and augmentations are those of a bicubic run.
     """
 
     def __init__(
@@ -118,12 +126,15 @@ class PairDataset(torch.utils.data.Dataset):
         augment: bool = True,
         lr_quantize: bool = True,
         lr_images: list[np.ndarray] | None = None,
+        degradation: DegradationConfig | None = None,
     ):
         if hr_size % scale:
             raise DatasetError(f"HR crop size {hr_size} is not a multiple of the scale {scale}")
+        if degradation is not None and lr_images is not None:
+            raise DatasetError("LR images and a degradation model were both given: the degradation makes the LR")
         self.images, self.hr_size, self.scale = images, hr_size, scale
         self.seed, self.augment, self.lr_quantize = seed, augment, lr_quantize
-        self.lr_images = lr_images
+        self.lr_images, self.degradation = lr_images, degradation
 
     def __len__(self) -> int:  # effectively infinite; the sampler decides which k are used
         return 2**62
@@ -150,7 +161,9 @@ class PairDataset(torch.utils.data.Dataset):
             hr = _augment(hr, ops)
             lr = _augment(lr, ops) if lr is not None else None
         hr = np.ascontiguousarray(hr)
-        if lr is None:
+        if self.degradation is not None:
+            lr = degrade(hr, np.random.default_rng([self.seed, DEGRADATION_STREAM, k]), self.degradation, self.scale)
+        elif lr is None:
             lr = imresize(hr, scale=1 / self.scale)  # uint8 in -> uint8 out: quantised like benchmark LR
             if not self.lr_quantize:
                 lr = np.clip(imresize(hr.astype(np.float64) / 255, scale=1 / self.scale), 0, 1) * 255
