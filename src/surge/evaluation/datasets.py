@@ -5,6 +5,7 @@ Layouts understood, per set folder ``<root>/<Set>``:
 * ``HR/<name>.png`` + ``LR_bicubic_X4/<name>x4.png`` (SelfExSR / EDSR / DIV2K naming; also
   ``LR_bicubic/X4/``);
 * ``GTmod12/<name>.png`` + ``LRbicx4/<name>.png`` (BasicSR's benchmark release);
+* ``HR/<name>.png`` + ``LR_degraded_X4/<name>x4.png`` (``surge degrade``: LR that is not bicubic);
 * HR only: ``HR/``, ``GTmod12/`` or the images directly in the set folder. The LR input is
   then made like the published LR files: MATLAB bicubic ``imresize(HR, 1/4)`` of HR cropped
   to a multiple of 4 (:func:`surge.imaging.bicubic.imresize`, identical to the SelfExSR
@@ -38,6 +39,7 @@ LR_LAYOUTS = (
     ("LR_bicubic_X{s}", "{stem}x{s}{suffix}"),
     ("LR_bicubic/X{s}", "{stem}x{s}{suffix}"),
     ("LRbicx{s}", "{stem}{suffix}"),
+    ("LR_degraded_X{s}", "{stem}x{s}{suffix}"),
 )
 
 
