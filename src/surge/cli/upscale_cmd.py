@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 import surge
 from surge import BACKENDS, PRECISIONS
+from surge.cli.untrained import add_allow_untrained, refuse_untrained
 from surge.errors import ImageWriteError, OutputExistsError, SurgeError
 from surge.imaging.bicubic import imresize_torch
 from surge.inference.image_io import (
@@ -74,6 +75,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", default=DEFAULT_MAX_PIXELS, type=_positive, metavar="N", help="refuse inputs with more pixels (default: %(default)s)")
     p.add_argument("--batch-size", default=1, type=_positive, metavar="N", help="tiles per forward pass (default: %(default)s)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-file messages (errors and warnings are still printed)")
+    add_allow_untrained(p)
 
 
 def _non_negative(text: str) -> int:
@@ -264,6 +266,7 @@ def _load_model(args):
         model = load_onnx_model(name, device=args.device)
     else:
         model = surge.load_model(name, device=args.device, precision=args.precision)
+        refuse_untrained(model, args.allow_untrained)
     model.prepare(precision=args.precision, backend=args.backend)
     if args.overlap is None and args.tile is not None:
         model.receptive_radius  # noqa: B018 - an ONNX file without it fails here, once
