@@ -128,3 +128,10 @@ def test_lineage_records_every_ancestor_and_steps_add_up(tmp_path, folders):
     assert prov["lineage"][1]["init_from"] == str(first / "last.safetensors")
     assert all("lineage" not in e and e["wall_seconds"] >= 0 for e in prov["lineage"])
     assert prov["total_steps"] == total_steps(prov) == 4 + 3 + 2
+
+    # Resuming a run whose start file has gone: the lineage says so, and the total is unknown, not guessed.
+    (first / "last.safetensors").unlink()
+    resumed = Trainer(load_config(tmp_path / "second.toml"), second, resume=True)
+    resumed._t0 = 0.0
+    prov = resumed.provenance("last")
+    assert "no such model file" in prov["lineage"][0]["unavailable"] and prov["total_steps"] is None
