@@ -139,9 +139,17 @@ def _recipe(src: Path, seed: int, images: dict) -> dict:
 
     return {
         **BENCH_V1, "seed": seed, "scale": SCALE, "source": str(src), "lr_folder": LR_DIR.format(s=SCALE),
-        "made_with": {"surge": __version__, "numpy": np.__version__, "pillow": PIL.__version__},
+        "made_with": {"surge": __version__, "numpy": np.__version__, "pillow": PIL.__version__, "libjpeg": _libjpeg()},
         "images": images,
     }
+
+
+def _libjpeg() -> str:
+    # The JPEG codec decides the LR pixels: a rerun is bit-identical only with the same one.
+    from PIL import features
+
+    turbo = features.version_feature("libjpeg_turbo")
+    return f"libjpeg-turbo {turbo}" if turbo else f"libjpeg {features.version_codec('jpg')}"
 
 
 def _publish(tmp: Path, dst: Path) -> None:
