@@ -154,3 +154,14 @@ def test_package_model_keeps_weights_and_rebuilds_provenance_from_records(tmp_pa
     (b / "run.json").write_text(json.dumps({"tag": "last", "steps": 2, "wall_seconds": 1}))
     with pytest.raises(SystemExit, match="is not a file of run 'b'"):
         package.main([str(first), "m", "--out", str(again), "--records", str(b), str(a)])
+
+
+def test_info_shows_the_lineage_on_one_line(capsys):
+    from surge.cli.main import main
+
+    if "surge-x4" not in SHIPPED:
+        pytest.skip("surge-x4 weights not installed")
+    assert main(["info", "surge-x4"]) == 0
+    out = capsys.readouterr().out
+    assert "lineage:                  cpu-psnr (4400 steps) -> cpu-psnr-ft (2600 steps)\n" in out
+    assert "total_steps:              7300" in out

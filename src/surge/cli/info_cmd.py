@@ -63,6 +63,10 @@ def _display(key: str, value):
         return "yes" if value else "no (random initial weights: output is not a meaningful upscale)"
     if key == "receptive_radius_lr_px":
         return f"{value} (minimum tile overlap for exact tiled output)"
+    if key == "provenance" and isinstance(value.get("lineage"), list):
+        # Each ancestor's full provenance is in --json; one line per chain reads better here.
+        chain = " -> ".join(f"{e.get('experiment', '?')} ({e.get('steps', '?')} steps)" for e in value["lineage"])
+        return {**value, "lineage": chain or "none (trained from scratch)"}
     return value
 
 
