@@ -193,6 +193,13 @@ def test_degrade_makes_a_worse_input_than_bicubic_on_average():
     assert np.mean(errors) > 2.0  # 8-bit levels
 
 
+def test_degrade_works_down_to_the_smallest_crop():
+    # hr_size 8 (the config's minimum): a first-order x0.15 resize leaves 1 px, smaller than any kernel.
+    hr = photo(8, 12)
+    for k in range(40):
+        assert degrade(hr, np.random.default_rng(k), DegradationConfig()).shape == (2, 3, 3)
+
+
 def test_degrade_refuses_sizes_that_are_not_multiples_of_the_scale():
     with pytest.raises(ValueError):
         degrade(photo(30, 32), np.random.default_rng(0), DegradationConfig())
