@@ -6,10 +6,10 @@ pipeline, :class:`surge.data.pairs.PairDataset`, from synthetic images: the step
 depend on the pixel values). The phases are timed from outside, by wrapping the trainer's pieces
 for the duration of the benchmark (no step logic is re-implemented here):
 
-* ``critic``: ``Trainer._critic_step`` (its no-grad G forward, D on real/fake, gradient penalty
+* ``critic``: ``Trainer._critic_step`` (D on real and on the step's detached SR, gradient penalty
   with its double backward), less the critic's optimiser step;
-* ``G fwd``: the generator's forward plus ``Trainer._generator_terms`` (adversarial term through
-  the critic, L1), less the JS and GW forwards;
+* ``G fwd``: the step's one generator forward plus ``Trainer._generator_terms`` (adversarial term
+  through the critic, L1), less the JS and GW forwards;
 * ``G bwd``: the generator's backward (``Trainer._backward_and_step``), less its optimiser step and
   less the JS/GW backwards (see below);
 * ``JS``, ``GW``: ``surge.losses.divergence.js_divergence`` / ``gromov_wasserstein_loss`` forward

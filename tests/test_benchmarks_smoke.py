@@ -11,7 +11,7 @@ TINY_GAN = """
 [data]
 train_dirs = ["not-needed"]
 hr_size = 32
-batch_size = 2
+batch_size = 3
 [generator]
 preset = "surge-tiny"
 [critic]
@@ -39,7 +39,7 @@ def test_train_step_benchmark_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(out.read_text())
     assert [(r["config"], r["precision"], r["batch"], r["hr_size"]) for r in rows] == [
-        ("tiny-gan.toml", "fp32", 2, 32), ("tiny-gan.toml", "bf16", 2, 32)]
+        ("tiny-gan.toml", "fp32", 3, 32), ("tiny-gan.toml", "bf16", 3, 32)]
     phases = ("g_fwd", "g_bwd", "critic", "js", "gw", "optim", "other")
     for r in rows:
         # Every phase of a GAN step was reached, and the phases add up to the step.
@@ -47,7 +47,7 @@ def test_train_step_benchmark_runs(tmp_path):
         assert abs(sum(r[p] for p in phases) - r["total"]) < 1e-9 * max(1.0, r["total"]) + 1e-12
         assert 0 < r["divergence_share"] < 100
     table = proc.stdout.splitlines()
-    assert any(line.startswith("| tiny-gan.toml | fp32 | 2 x 32 |") for line in table)
+    assert any(line.startswith("| tiny-gan.toml | fp32 | 3 x 32 |") for line in table)
     assert "divergence share" in proc.stdout
 
 

@@ -166,7 +166,10 @@ def gromov_wasserstein_loss(lr: torch.Tensor, sr: torch.Tensor, normalize: bool 
     4e-2, GW(LR, uniform noise) ~ 0.2. The term keeps each SR tied to its own LR within the batch
     geometry, but a smooth upsampling scores better than the true HR: it is a regulariser, not a
     fidelity term. A batch of one has no
-    geometry: the result is 0, still attached to ``sr``'s graph.
+    geometry: the result is 0, still attached to ``sr``'s graph. With ``normalize``, a batch of two
+    has none either (both matrices become [[0, 1], [1, 0]]): 0 with a zero gradient. Under data
+    parallelism the trainer therefore computes GW on the batch gathered from all ranks, and
+    experiment configs with GW require a global batch of at least 3.
 
     Returns a 0-d tensor of ``sr``'s dtype.
     """

@@ -1,6 +1,8 @@
 """Data-parallel set-up through torch.distributed (launched by ``torchrun``).
 
-gloo on CPU, NCCL on CUDA. Only rank 0 writes logs and checkpoints.
+gloo on CPU, NCCL on CUDA. Only rank 0 writes logs and checkpoints. The collectives the
+generator's loss needs (:func:`gather_batch`, :func:`mean_across_ranks`) are plain identities in a
+single process, so the trainer has one code path.
 """
 
 from __future__ import annotations
@@ -61,3 +63,36 @@ def broadcast_flag(ctx: DistContext, flag: bool) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=ctx.device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
+
+
+def gather_batch(x: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """The global batch: every rank's ``x`` concatenated in rank order, as one process would see it.
+
+    Only this rank's slot is ``x`` itself and carries its gradient; the other ranks' slots are
+    constants. (``torch.distributed.nn.functional.all_gather`` would send gradients back, but it
+    is deprecated; a caller that needs the full gradient of a batch-level term scales its local
+    part instead, see ``Trainer._generator_terms``.) Every rank's ``x`` must have the same shape.
+    """
+    if not ctx.enabled:
+        return x
+    local = x.detach().contiguous()
+    parts = [torch.empty_like(local) for _ in range(ctx.world_size)]
+    dist.all_gather(parts, local)
+    parts[ctx.rank] = x
+    return torch.cat(parts)
+
+
+def mean_across_ranks(values: dict[str, torch.Tensor], ctx: DistContext) -> dict[str, torch.Tensor]:
+    """Detached float32 means over the ranks of 0-d tensors, in one all_reduce.
+
+    Every rank receives the same values, so decisions taken from them (dynamic loss weights, the
+    non-finite-loss stop) are the same on every rank.
+    """
+    if not values:
+        return {}
+    names = list(values)
+    stacked = torch.stack([values[k].detach().reshape(()).float() for k in names])
+    if ctx.enabled:
+        dist.all_reduce(stacked)
+        stacked = stacked / ctx.world_size
+    return {k: stacked[i] for i, k in enumerate(names)}

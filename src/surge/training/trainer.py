@@ -1,9 +1,11 @@
 """The two-stage SuRGe trainer: PSNR pre-training (L1) and adversarial fine-tuning.
 
-One step of the ``gan`` stage:
-1. critic: ``E[D(G(x))] - E[D(y)] + lambda * GP`` (``optim.critic_steps`` times);
-2. generator: the enabled terms (adversarial, JS, GW, L1) combined by dynamic
+One step of the ``gan`` stage (one generator forward, ``SR = G(x)``):
+1. critic: ``E[D(SR)] - E[D(y)] + lambda * GP`` on the detached SR (``optim.critic_steps`` times);
+2. generator: the enabled terms (adversarial, JS, GW, L1) of the same SR combined by dynamic
    softmax-of-loss weights or fixed weights (``[loss]``), logged every step.
+With data parallelism every logged value and every dynamic weight is the global batch's,
+identical on every rank, and the gradients are those of one process with the global batch.
 The ``psnr`` stage has no critic and trains L1 (plus any enabled divergence term).
 """
 
@@ -20,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -35,7 +38,7 @@ from surge.models.files import lineage_of, load_model_file, save_model, total_st
 from surge.models.generator import SuRGeGenerator
 from surge.training.checkpoint import atomic_torch_save, load_checkpoint, rng_state, set_rng_state
 from surge.training.config import ExperimentConfig
-from surge.training.distributed import DistContext, broadcast_flag
+from surge.training.distributed import DistContext, broadcast_flag, gather_batch, mean_across_ranks
 from surge.training.precision import device_name, resolve_precision, runtime_record
 from surge.training.validation import check_val_set
 from surge.training.logger import RunLog
@@ -78,6 +81,11 @@ def _lr_lambda(cfg: ExperimentConfig):
         return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
     return factor
+
+
+def _valued(term: torch.Tensor, value: torch.Tensor, grad_scale: float = 1.0) -> torch.Tensor:
+    """``value`` in the forward pass, ``grad_scale`` times ``term``'s gradient in the backward pass."""
+    return value.to(term.dtype) + grad_scale * (term - term.detach())
 
 
 class Trainer:
@@ -129,9 +137,14 @@ class Trainer:
             return
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        if self.cfg.generator.norm == "batch":
+        if self.cfg.generator.norm == "batch" and self.device.type == "cuda":
             self.generator = nn.SyncBatchNorm.convert_sync_batchnorm(self.generator)
             self.g_module = self.generator
+        elif self.cfg.generator.norm == "batch" and self.ctx.is_main:
+            # DDP refuses SyncBatchNorm on CPU (ValueError at start-up), so gloo runs keep BatchNorm.
+            log.warning("data-parallel training on CPU: PyTorch's SyncBatchNorm needs GPUs, so BatchNorm "
+                        "statistics are each process's own (%d images), not the global batch's",
+                        self.cfg.data.batch_size // self.ctx.world_size)
         ids = [self.device.index] if self.device.type == "cuda" else None
         self.generator = DDP(self.generator, device_ids=ids)
         if self.critic is not None:
@@ -206,7 +219,6 @@ class Trainer:
             "batch_size": self.cfg.data.batch_size,
             "hr_size": self.cfg.data.hr_size,
             "training_data": [Path(d).name for d in self.cfg.data.train_dirs],
-            "degradation": self.cfg.to_dict()["data"]["degradation"],  # None: bicubic LR
             "wall_seconds": round(self.wall_before + time.time() - self._t0),
             "val_psnr_y": score if scored_step == self.step else None,
             "ema": bool(self.ema is not None),
@@ -230,32 +242,67 @@ class Trainer:
             self._model_file_step = self.step
 
     # --- the step ---------------------------------------------------------------------
-    def _critic_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict:
-        with torch.no_grad(), self._autocast():
-            sr = self.generator(lr)
-        stats = {}
-        for _ in range(self.cfg.optim.critic_steps):
+    def _gp_mix(self, critic_iter: int, local: int) -> torch.Tensor:
+        """The gradient penalty's eps for this rank's ``local`` samples, shape (local, 1, 1, 1).
+
+        A pure function of (seed, step, critic iteration), drawn for the global batch and sliced
+        per rank: N ranks use the eps one process would, a resumed run those of an uninterrupted
+        one, and the global RNG is not touched.
+        """
+        rng = np.random.default_rng([self.cfg.train.seed, 3, self.step, critic_iter])
+        eps = rng.random(local * self.ctx.world_size)[self.ctx.rank * local:(self.ctx.rank + 1) * local]
+        return torch.from_numpy(eps).to(self.device, torch.float32).view(-1, 1, 1, 1)
+
+    def _critic_step(self, hr: torch.Tensor, sr: torch.Tensor) -> dict:
+        """``optim.critic_steps`` critic updates against ``sr``, this step's generator output, detached."""
+        fake = sr.detach().float()
+        for i in range(self.cfg.optim.critic_steps):
             self.opt_d.zero_grad(set_to_none=True)
             with self._autocast():
-                loss, stats = adversarial.critic_loss(self.critic, hr, sr.float(), gp_weight=self.cfg.loss.gp_weight)
+                loss, stats = adversarial.critic_loss(self.critic, hr, fake, gp_weight=self.cfg.loss.gp_weight,
+                                                      mix=self._gp_mix(i, fake.shape[0]))
             self._backward_and_step(loss, self.opt_d, self.d_module)
-        return {"loss_critic": float(loss.detach()), **{f"critic_{k}": float(v) for k, v in stats.items()}}
+        logged = mean_across_ranks({"loss_critic": loss, **{f"critic_{k}": v for k, v in stats.items()}}, self.ctx)
+        return {k: float(v) for k, v in logged.items()}
+
+    @contextlib.contextmanager
+    def _critic_frozen(self):
+        """The generator's step must not leave gradients in the critic; restored even on error."""
+        self.d_module.requires_grad_(False)
+        try:
+            yield
+        finally:
+            self.d_module.requires_grad_(True)
 
     def _generator_terms(self, lr, hr, sr) -> dict[str, torch.Tensor]:
-        lc = self.cfg.loss
+        """The enabled generator terms, each valued on the global batch (the same on every rank).
+
+        With data parallelism each term's gradient is this rank's share of the global term's, so
+        DDP's average of the ranks' gradients is what one process with the global batch gets.
+        adv, JS and L1 are means of per-image values: the mean of the ranks' means is the global
+        mean. GW compares the geometry of the whole batch (with 2 images per rank it would be 0,
+        see ``divergence.gromov_wasserstein_loss``), so it is computed on the gathered batch; each
+        rank's gradient then reaches its own images only, and DDP divides the sum of the ranks'
+        gradients by the world size, hence the local gradient is scaled by it.
+        """
+        lc, ctx = self.cfg.loss, self.ctx
         active = lc.active_terms()
+        sr32 = sr.float()
         terms: dict[str, torch.Tensor] = {}
         if "adv" in active:
-            self.d_module.requires_grad_(False)  # the critic is not updated by this step
-            terms["adv"] = adversarial.generator_adversarial_loss(self.d_module, sr)
-            self.d_module.requires_grad_(True)
+            with self._critic_frozen():
+                terms["adv"] = adversarial.generator_adversarial_loss(self.d_module, sr)
         if "js" in active:
-            terms["js"] = divergence.js_divergence(sr.float(), hr, mode=lc.js_mode, temperature=lc.js_temperature, bins=lc.js_bins)
+            terms["js"] = divergence.js_divergence(sr32, hr, mode=lc.js_mode, temperature=lc.js_temperature, bins=lc.js_bins)
         if "gw" in active:
-            terms["gw"] = divergence.gromov_wasserstein_loss(lr, sr.float(), normalize=lc.gw_normalize)
+            terms["gw"] = divergence.gromov_wasserstein_loss(gather_batch(lr, ctx), gather_batch(sr32, ctx),
+                                                             normalize=lc.gw_normalize)
         if "l1" in active:
-            terms["l1"] = pixel.l1_loss(sr.float(), hr)
-        return terms
+            terms["l1"] = pixel.l1_loss(sr32, hr)
+        if not ctx.enabled:
+            return terms
+        values = mean_across_ranks(terms, ctx)
+        return {k: _valued(t, values[k], ctx.world_size if k == "gw" else 1) for k, t in terms.items()}
 
     def _backward_and_step(self, loss, opt, module) -> None:
         if self.scaler is not None:
@@ -273,11 +320,14 @@ class Trainer:
 
     def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict:
         row: dict = {}
-        if self.critic is not None:
-            row.update(self._critic_step(lr, hr))
         self.opt_g.zero_grad(set_to_none=True)
         with self._autocast():
+            # The step's only generator forward: the critic trains on its detached output (a
+            # second, no-grad forward cost ~13% of a step and updated BatchNorm's statistics twice).
             sr = self.generator(lr)
+        if self.critic is not None:
+            row.update(self._critic_step(hr, sr))
+        with self._autocast():
             terms = self._generator_terms(lr, hr, sr)
             # The critic's Wasserstein estimate: the offset-free signal of the adversarial term.
             signals = {"adv": row["critic_wasserstein"]} if "critic_wasserstein" in row else None
@@ -312,10 +362,11 @@ class Trainer:
         # Warm-up (as in timm/ultralytics): early on, the average must not be dominated by the
         # untrained initial weights, so the effective decay grows from ~0.1 to ema_decay.
         d = min(self.cfg.optim.ema_decay, (1 + self.step) / (10 + self.step))
-        for e, p in zip(self.ema.parameters(), self.g_module.parameters()):
-            e.lerp_(p.detach(), 1 - d)
-        for e, b in zip(self.ema.buffers(), self.g_module.buffers()):
-            e.copy_(b)
+        params, buffers = dict(self.g_module.named_parameters()), dict(self.g_module.named_buffers())
+        for name, e in self.ema.named_parameters():  # by name: never a silent positional mismatch
+            e.lerp_(params[name].detach(), 1 - d)
+        for name, e in self.ema.named_buffers():
+            e.copy_(buffers[name])
 
     def mixing_row(self) -> dict:
         w = self.g_module.mixing_weights()
@@ -350,7 +401,7 @@ class Trainer:
         if self.ctx.is_main:
             log.info(report.summary())
         dataset = PairDataset(images, cfg.data.hr_size, seed=cfg.train.seed, augment=cfg.data.augment,
-                              lr_images=lr_images, degradation=cfg.data.degradation)
+                              lr_images=lr_images)
         sampler = StepSampler(start_step, cfg.train.steps, cfg.data.batch_size, self.ctx.rank, self.ctx.world_size)
         return torch.utils.data.DataLoader(
             dataset, batch_size=sampler.local, sampler=sampler, num_workers=cfg.data.workers,
