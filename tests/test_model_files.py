@@ -123,3 +123,14 @@ def test_lineage_of_a_chain_adds_up_the_steps(tmp_path):
     assert all("lineage" not in e for e in third["lineage"])
     assert total_steps(third) == 70
     assert total_steps({"steps": 5, "lineage": [{"experiment": "legacy"}]}) is None
+
+
+def test_loading_a_model_file_stays_fast(tmp_path):
+    # The meta-device shape check must not pull in torch._dynamo (2+ s on the first load).
+    import subprocess
+    import sys
+
+    path = save_model(SuRGeGenerator(TINY), tmp_path / "m.safetensors")
+    code = ("import sys; from surge.models.files import load_model_file; load_model_file(sys.argv[1]); "
+            "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo imported'")
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True, capture_output=True, text=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+from torch.overrides import TorchFunctionMode
 
 from surge.atomic import atomic_output
 from surge.errors import ModelFileError
@@ -167,8 +168,29 @@ def _parse_provenance(path: Path, metadata: dict[str, str]) -> dict:
 
 def _expected_tensors(module_cls, config) -> dict[str, torch.Tensor]:
     # On the meta device: names, shapes and dtypes without allocating a single weight.
-    with torch.device("meta"):
+    with torch.device("meta"), _SkipMetaInit():
         return module_cls(config).state_dict()
+
+
+class _SkipMetaInit(TorchFunctionMode):
+    """Weight initialisers do nothing on meta tensors (they have no values to fill).
+
+    Run on the meta device, ``nn.init.normal_`` goes through a Python reference kernel whose
+    first call imports ``torch._dynamo``: 2+ s added to every first model load. Only
+    initialisers are skipped; they never change a shape.
+    """
+
+    INITIALISERS = frozenset({
+        "normal_", "uniform_", "zero_", "zeros_", "ones_", "fill_", "constant_", "trunc_normal_",
+        "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_", "xavier_normal_", "orthogonal_",
+    })
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        target = args[0] if args else kwargs.get("tensor")
+        if getattr(func, "__name__", "") in self.INITIALISERS and isinstance(target, torch.Tensor) and target.is_meta:
+            return target
+        return func(*args, **kwargs)
 
 
 def _check_shapes(path: Path, expected: dict[str, torch.Tensor], found: dict[str, tuple]) -> None:
