@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Union, get_args, get_origin, get_type_hints
 
+from surge.data.degradations import DegradationConfig
 from surge.errors import ConfigError
 from surge.losses.combine import LossConfig
 from surge.models.config import GENERATOR_PRESETS, CriticConfig, GeneratorConfig, dataclass_from_dict
@@ -34,9 +35,18 @@ class DataConfig:
     workers: int = 0
     augment: bool = True
     val_dir: str | None = "../shared/datasets/benchmark/Set5"  # HR + LR_bicubic_X4 set; None or "" = no validation
+    # A [data.degradation] table turns on the real-world degradation model (surge.data.degradations)
+    # for the training LR; absent = MATLAB bicubic LR, as before.
+    degradation: DegradationConfig | None = None
 
     def __post_init__(self):
         check_field_types(self, "data")
+        if isinstance(self.degradation, dict):
+            object.__setattr__(self, "degradation", DegradationConfig.from_dict(self.degradation))
+        if not isinstance(self.degradation, (DegradationConfig, type(None))):
+            raise ConfigError(f"data.degradation must be a table, got {self.degradation!r}")
+        if self.degradation is not None and self.lr_dirs:
+            raise ConfigError("data.degradation makes the LR from HR: it cannot be combined with data.lr_dirs")
         if not self.train_dirs:
             raise ConfigError("data.train_dirs must list at least one folder")
         if self.hr_size % 4 or self.hr_size < 8:

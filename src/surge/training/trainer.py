@@ -219,6 +219,7 @@ class Trainer:
             "batch_size": self.cfg.data.batch_size,
             "hr_size": self.cfg.data.hr_size,
             "training_data": [Path(d).name for d in self.cfg.data.train_dirs],
+            "degradation": self.cfg.to_dict()["data"]["degradation"],  # None: bicubic LR
             "wall_seconds": round(self.wall_before + time.time() - self._t0),
             "val_psnr_y": score if scored_step == self.step else None,
             "ema": bool(self.ema is not None),
@@ -401,7 +402,7 @@ class Trainer:
         if self.ctx.is_main:
             log.info(report.summary())
         dataset = PairDataset(images, cfg.data.hr_size, seed=cfg.train.seed, augment=cfg.data.augment,
-                              lr_images=lr_images)
+                              lr_images=lr_images, degradation=cfg.data.degradation)
         sampler = StepSampler(start_step, cfg.train.steps, cfg.data.batch_size, self.ctx.rank, self.ctx.world_size)
         return torch.utils.data.DataLoader(
             dataset, batch_size=sampler.local, sampler=sampler, num_workers=cfg.data.workers,
