@@ -44,7 +44,7 @@
 #   SURGE_EVAL_SETS="Set5 Set14"
 #   SURGE_RUNS=<new temp dir>    where the run folders (checkpoints) go; not returned
 #   SURGE_SITE=/tmp/surge-site   where wheels from .whl/ are installed when a module is missing
-#   SURGE_GPU_TINY=1        smoke test on CPU: surge-tiny generator, tiny critic, HR 32, batch 2,
+#   SURGE_GPU_TINY=1        smoke test on CPU: surge-tiny generator, tiny critic, HR 32, batch 3,
 #                           SURGE_STEPS=2 per stage (tests/test_gpu_script.py)
 # Exit status: 0 done; 3 missing data, module or GPU; 4 no time left for stage 2; otherwise the
 # failing command's status.
@@ -194,7 +194,7 @@ main() {
     if [[ $TINY == 1 ]]; then
         COMMON+=(generator.preset=surge-tiny critic.width=8 critic.max_width=16 critic.stages=2 critic.hidden=16
                  train.threads=1)
-        batch=${batch:-2} hr_size=${hr_size:-32}
+        batch=${batch:-3} hr_size=${hr_size:-32}  # GW needs a batch of 3 or more
     fi
     if [[ -n $batch ]]; then COMMON+=("data.batch_size=$batch"); fi
     if [[ -n $hr_size ]]; then COMMON+=("data.hr_size=$hr_size"); fi

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from surge.models import GENERATOR_PRESETS, SuRGeGenerator
@@ -14,6 +15,7 @@ from surge.models.files import save_model
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_ablation_script_tiny(tmp_path, shared_datasets):
     hr = tmp_path / "hr"
     hr.mkdir()

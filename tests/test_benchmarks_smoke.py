@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 TINY_GAN = """
@@ -27,6 +29,7 @@ stage = "gan"
 """
 
 
+@pytest.mark.slow
 def test_train_step_benchmark_runs(tmp_path):
     config = tmp_path / "tiny-gan.toml"
     config.write_text(TINY_GAN)

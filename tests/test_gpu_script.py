@@ -97,6 +97,7 @@ def test_pack_data_unreadable_image_names_the_file(sources, tmp_path):
     assert not (tmp_path / "pack").exists()
 
 
+@pytest.mark.slow
 def test_gpu_train_script_tiny_end_to_end(sources, tmp_path):
     packed = tmp_path / "pack"
     assert pack(sources, packed).returncode == 0

@@ -156,6 +156,7 @@ def test_config_errors_name_the_file_and_key(tmp_path, hr_dir):
 
 
 # --- resume -----------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("gan", [True, False])
 def test_sigkill_then_resume_continues_exactly(tmp_path, hr_dir, gan):
     steps = 40
@@ -197,6 +198,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_130(tmp_path, hr_dir):
     assert state["step"] >= 3 and "resume with --resume" in err
 
 
+@pytest.mark.slow
 def test_existing_run_is_not_overwritten(tmp_path, hr_dir):
     cfg = write_config(tmp_path, hr_dir, gan=False, steps=2)
     subprocess.run(train_cmd(cfg, "--run-dir", tmp_path / "r"), check=True, env=ENV, capture_output=True)
@@ -223,6 +225,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     assert all(torch.isfinite(v).all() for v in load_checkpoint(tmp_path / "nan" / "last.pt")["generator"].values())
 
 
+@pytest.mark.slow
 def test_exported_weights_carry_provenance(tmp_path, hr_dir):
     import surge
 
@@ -234,6 +237,7 @@ def test_exported_weights_carry_provenance(tmp_path, hr_dir):
 
 
 # --- data parallel ----------------------------------------------------------------------
+@pytest.mark.slow
 def test_two_process_ddp_run_resumes_in_a_single_process(tmp_path, hr_dir):
     cfg = write_config(tmp_path, hr_dir, gan=True, steps=4, ckpt=2)
     run_dir = tmp_path / "ddp"
