@@ -214,6 +214,9 @@ def test_float_arrays_outside_unit_range_are_refused_not_clipped(bicubic, value,
     with pytest.raises(ImageValueError, match=message):
         surge.upscale(arr, model=bicubic)
     with pytest.raises(ValueError):  # also a ValueError, for callers that catch that
+        surge.upscale(arr, model=bicubic)
+    # A float ("F") PIL image with the same value: the same error class as the array.
+    with pytest.raises(ImageValueError, match="NaN or infinite" if "non-finite" in message else "outside"):
         surge.upscale(Image.fromarray(arr[..., 0]), model=bicubic)
 
 

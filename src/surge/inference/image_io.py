@@ -43,7 +43,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from surge.atomic import publish
-from surge.errors import ImageReadError, ImageWriteError, OutputExistsError
+from surge.errors import ImageReadError, ImageValueError, ImageWriteError, OutputExistsError
 
 # What `surge upscale` picks up in folders. GIF is read (first frame) but not written.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")
@@ -95,8 +95,9 @@ class ImageMeta:
 # --- PIL image <-> array -------------------------------------------------------------
 
 
-class PixelValueError(ValueError):
-    """Pixel values outside what surge accepts (see the module docstring)."""
+class PixelValueError(ImageValueError):
+    """Pixel values outside what surge accepts (see the module docstring): the same error
+    ``surge.upscale`` raises for such a numpy array, whether given an array or a PIL image."""
 
 
 def pil_to_array(img: Image.Image) -> tuple[np.ndarray, str, bool]:
