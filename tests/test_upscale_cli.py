@@ -113,6 +113,45 @@ def test_recursive_follows_symlinked_folders_once(tmp_path, capsys):
     assert len(notes) == 1 and "loop" in notes[0] and "walked once" in notes[0]
 
 
+class _Listing:
+    """What os.scandir returns (context manager + iterator), over entries in a chosen order."""
+
+    def __init__(self, entries):
+        self._entries = iter(entries)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._entries)
+
+
+@pytest.mark.parametrize("order", ["names", "reversed names"])
+def test_a_real_folder_keeps_its_own_name_whatever_the_listing_order(tmp_path, capsys, monkeypatch, order):
+    # in/a is a real folder, in/b a link to it: the outputs of a's images belong in out/a,
+    # whether the file system lists a or b first (os.walk follows its listing order).
+    _save(tmp_path / "in" / "a" / "x.png")
+    (tmp_path / "in" / "b").symlink_to(tmp_path / "in" / "a", target_is_directory=True)
+    real = os.scandir
+
+    def scandir(path="."):
+        with real(path) as listing:
+            entries = sorted(listing, key=lambda e: e.name, reverse=order == "reversed names")
+        return _Listing(entries)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert _up(tmp_path / "in", "-o", tmp_path / "out", "--recursive") == 0
+    assert _files(tmp_path / "out") == ["a/x_x4.png"]
+    notes = _lines(capsys.readouterr().err, "warning")
+    assert notes == [f"surge: warning: {tmp_path / 'in' / 'b'}: same folder as {tmp_path / 'in' / 'a'} (symbolic link), walked once"]
+
+
 def test_unreadable_folder_is_an_error(tmp_path, capsys, monkeypatch):
     _save(tmp_path / "in" / "a.png")
     _save(tmp_path / "in" / "locked" / "b.png")

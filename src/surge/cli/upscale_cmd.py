@@ -127,18 +127,25 @@ def _walk(folder: Path, recursive: bool, skip: Path, errors: list[str], notes: l
 
     Symlinked folders are followed, each real folder once: a link to a parent would
     otherwise loop forever, and one to a sibling would upscale its images twice (a note
-    says which). A folder that cannot be listed is an error, not a silent gap.
+    says which). A folder that can be reached without links is walked under that path,
+    whatever order the file system lists folders in, so its outputs keep its own name.
+    A folder that cannot be listed is an error, not a silent gap.
     """
     files, walked = [], {}
+    own_path = _link_free_paths(folder, skip) if recursive else {}
 
     def unreadable(exc: OSError) -> None:
         errors.append(f"{exc.filename}: cannot read folder ({exc.strerror or exc})")
 
     for top, dirs, names in os.walk(folder, onerror=unreadable, followlinks=True):
+        dirs.sort()  # links reaching only link-only folders: the first in name order walks them
         real = Path(top).resolve()
-        if real in walked or _is_within(real, skip):
-            if real in walked:
-                notes.append(f"{top}: same folder as {walked[real]} (symbolic link), walked once")
+        if _is_within(real, skip):
+            dirs.clear()
+            continue
+        owner = walked.get(real, own_path.get(real, top))
+        if owner != top:
+            notes.append(f"{top}: same folder as {owner} (symbolic link), walked once")
             dirs.clear()
             continue
         walked[real] = top
@@ -150,6 +157,18 @@ def _walk(folder: Path, recursive: bool, skip: Path, errors: list[str], notes: l
                 if not _is_within(path.resolve(), skip):
                     files.append(path)
     return sorted(files)
+
+
+def _link_free_paths(folder: Path, skip: Path) -> dict[Path, str]:
+    """Each real folder under ``folder`` reachable without following links -> that path."""
+    paths: dict[Path, str] = {}
+    for top, dirs, _ in os.walk(folder):  # symlinked folders are listed, not entered
+        real = Path(top).resolve()
+        if _is_within(real, skip):
+            dirs.clear()
+            continue
+        paths.setdefault(real, top)
+    return paths
 
 
 def _is_within(path: Path, folder: Path) -> bool:
