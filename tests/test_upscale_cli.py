@@ -170,6 +170,22 @@ def test_unreadable_folder_is_an_error(tmp_path, capsys, monkeypatch):
     assert _files(tmp_path / "out") == ["a_x4.png"]
 
 
+def test_an_unreadable_input_folder_is_one_error_line(tmp_path, capsys, monkeypatch):
+    _save(tmp_path / "in" / "a.png")
+    folder = str(tmp_path / "in")
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) == folder:
+            raise PermissionError(13, "Permission denied", folder)
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert _up(tmp_path / "in", "-o", tmp_path / "out") == 1
+    # Not also "no image files found": the folder may well hold some.
+    assert _lines(capsys.readouterr().err, "error") == [f"surge: error: {folder}: cannot read folder (Permission denied)"]
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any folder; see the simulated case")
 def test_unreadable_folder_is_an_error_for_real(tmp_path, capsys):
     _save(tmp_path / "in" / "a.png")

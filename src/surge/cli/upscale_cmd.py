@@ -213,8 +213,9 @@ def plan_jobs(args, notes: list[str] | None = None) -> tuple[list[Job], list[str
     jobs, errors = [], []
     for given in map(Path, args.inputs):
         if given.is_dir():
+            reported = len(errors)
             found = _walk(given, args.recursive, out_root, errors, notes)
-            if not found:
+            if not found and len(errors) == reported:  # an unreadable folder is reported already
                 errors.append(f"{given}: no image files found ({', '.join(IMAGE_EXTENSIONS)})")
             jobs += [Job(f, _target(f, f.parent.relative_to(given), args)) for f in found]
         elif given.exists():
