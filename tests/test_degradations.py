@@ -243,6 +243,7 @@ def test_degradation_table_is_parsed_defaults_kept_and_round_trips():
     ({"first": {"kernel_probs": [0.5, 0.5]}}, "kernel_probs must be 6 non-negative probabilities"),
     ({"first": {"jpeg_range": [30, 101]}}, "jpeg_range must be integer qualities in [1, 100]"),
     ({"resize_modes": ["nearest"]}, "resize_modes: unknown nearest"),
+    ({"clean_prob": 1.5}, "clean_prob must be a probability"),
     (3, "data.degradation must be a table"),
 ])
 def test_bad_degradation_settings_name_the_file_and_key(table, message):
@@ -286,6 +287,16 @@ def test_dataset_without_degradation_is_unchanged(images):
     lr, hr = PairDataset(images, 32, seed=5)[3]
     hr8 = (hr * 255).round().byte().permute(1, 2, 0).numpy()
     np.testing.assert_array_equal((lr * 255).round().byte().permute(1, 2, 0).numpy(), imresize(hr8, 0.25))
+
+
+def test_clean_prob_mixes_clean_bicubic_samples_into_the_degraded_ones(images):
+    plain = PairDataset(images, 32, seed=5)
+    always = PairDataset(images, 32, seed=5, degradation=DegradationConfig(clean_prob=1.0))
+    mixed = PairDataset(images, 32, seed=5, degradation=DegradationConfig(clean_prob=0.5))
+    clean = [torch.equal(mixed[k][0], plain[k][0]) for k in range(40)]
+    assert all(torch.equal(always[k][0], plain[k][0]) for k in range(5))
+    assert 8 <= sum(clean) <= 32  # about half the samples, never all or none
+    assert all(torch.equal(mixed[k][1], plain[k][1]) for k in range(5))  # same HR crops
 
 
 def test_degradation_runs_in_loader_workers_with_the_same_samples(images):

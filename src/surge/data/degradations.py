@@ -124,13 +124,16 @@ SECOND_ORDER = OrderConfig(
 class DegradationConfig:
     """The ``[data.degradation]`` table of an experiment config (sub-tables ``first``, ``second``).
 
-    ``second.jpeg_range`` is the final JPEG's quality range.
+    ``second.jpeg_range`` is the final JPEG's quality range. ``clean_prob``: share of samples that
+    keep the clean MATLAB-bicubic LR instead, so a model for real photos stays faithful on clean
+    input too (a model trained on degraded LR only over-sharpens clean LR).
     """
 
     first: OrderConfig = field(default_factory=OrderConfig)
     second: OrderConfig = SECOND_ORDER
     final_sinc_prob: float = 0.8
     resize_modes: tuple[str, ...] = RESIZE_MODES
+    clean_prob: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("first", "second"):
@@ -140,6 +143,7 @@ class DegradationConfig:
             elif not isinstance(value, OrderConfig):
                 raise ConfigError(f"data.degradation.{name} must be a table, got {type(value).__name__}")
         _probability("data.degradation.final_sinc_prob", self.final_sinc_prob)
+        _probability("data.degradation.clean_prob", self.clean_prob)
         unknown = sorted(set(self.resize_modes) - set(RESIZE_MODES)) or ([] if self.resize_modes else ["(none)"])
         if unknown:
             raise ConfigError(f"data.degradation.resize_modes: unknown {', '.join(unknown)} (known: {', '.join(RESIZE_MODES)})")

@@ -162,8 +162,12 @@ class PairDataset(torch.utils.data.Dataset):
             lr = _augment(lr, ops) if lr is not None else None
         hr = np.ascontiguousarray(hr)
         if self.degradation is not None:
-            lr = degrade(hr, np.random.default_rng([self.seed, DEGRADATION_STREAM, k]), self.degradation, self.scale)
-        elif lr is None:
+            deg_rng = np.random.default_rng([self.seed, DEGRADATION_STREAM, k])
+            # Drawn only when clean_prob > 0, so clean_prob = 0 reproduces the samples of earlier runs.
+            clean = self.degradation.clean_prob > 0 and deg_rng.random() < self.degradation.clean_prob
+            if not clean:
+                lr = degrade(hr, deg_rng, self.degradation, self.scale)
+        if lr is None:
             lr = imresize(hr, scale=1 / self.scale)  # uint8 in -> uint8 out: quantised like benchmark LR
             if not self.lr_quantize:
                 lr = np.clip(imresize(hr.astype(np.float64) / 255, scale=1 / self.scale), 0, 1) * 255
