@@ -25,7 +25,7 @@ from surge.models.generator import SuRGeGenerator
 BUNDLED: dict[str, str] = {
     "surge-x4": "SuRGe adversarial stage (WGAN-GP + JS + GW + L1), trained on the 291 images",
     "surge-x4-psnr": "SuRGe PSNR-oriented stage (L1), trained on the 291 images",
-    "surge-x4-real": "for real photos (JPEG, noise, blur): surge-x4-psnr fine-tuned on real-world degradations",
+    "surge-x4-real": "for real photos (JPEG, noise, blur): surge-x4-psnr fine-tuned on real-world degradations (L1, then SuRGe adversarial)",
     "surge-x4-gpu": "paper configuration trained on a GPU",
 }
 BUILTIN = {"bicubic": "MATLAB-compatible bicubic x4 (no weights)"}
