@@ -333,16 +333,24 @@ def check_equivalent(reference: nn.Module, candidate: nn.Module, tolerance: floa
 
 
 @functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU feature flags from /proc/cpuinfo (empty where that file does not exist)."""
+def cpuinfo() -> dict[str, str]:
+    """The first value of each key in /proc/cpuinfo (empty where that file does not exist)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return frozenset()
+        return {}
+    fields: dict[str, str] = {}
     for line in text.splitlines():
-        if line.startswith("flags") or line.startswith("Features"):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags ("flags" on x86, "Features" on arm64)."""
+    info = cpuinfo()
+    return frozenset((info.get("flags") or info.get("Features") or "").split())
 
 
 @functools.cache

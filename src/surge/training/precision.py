@@ -8,14 +8,12 @@ but is emulated, and several times slower than fp32, on the others (e.g. AVX2-on
 from __future__ import annotations
 
 import datetime
-import functools
 import logging
 import platform
-from pathlib import Path
 
 import torch
 
-from surge.inference.optimize import cpu_flags, cpu_has_native_bf16
+from surge.inference.optimize import cpu_flags, cpu_has_native_bf16, cpuinfo
 
 log = logging.getLogger("surge.train")
 
@@ -37,17 +35,12 @@ def _native_bf16(device: torch.device) -> bool:
     return device.type == "cpu" and cpu_has_native_bf16()
 
 
-@functools.cache
 def cpu_name() -> str:
     """The CPU's model name from /proc/cpuinfo, else what ``platform`` knows."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("model name", "Model", "Hardware") and value.strip():
-            return value.strip()
+    info = cpuinfo()
+    for key in ("model name", "Model", "Hardware"):
+        if info.get(key):
+            return info[key]
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
@@ -56,18 +49,10 @@ def cpu_name() -> str:
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "asimd", "sve", "bf16")
 
 
-@functools.cache
 def cpu_id() -> dict:
     """The CPU's family/model numbers (x86) and its speed-relevant feature flags."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        text = ""
-    fields = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("cpu family", "model", "CPU part") and key.strip() not in fields:
-            fields[key.strip()] = value.strip()
+    info = cpuinfo()
+    fields = {key: info[key] for key in ("cpu family", "model", "CPU part") if key in info}
     return {**fields, "flags": sorted(cpu_flags() & set(SPEED_FLAGS))}
 
 
