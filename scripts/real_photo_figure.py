@@ -26,11 +26,10 @@ from surge.atomic import atomic_output
 CROP = (150, 60, 250, 140)  # LR box (left, top, right, bottom): the cat's eye and fur
 
 
-def jpeg_photo(quality: int) -> Image.Image:
+def jpeg_photo(quality: int) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(data.chelsea()).save(buf, format="JPEG", quality=quality)
-    buf.seek(0)
-    return Image.open(buf).convert("RGB")
+    return buf.getvalue()
 
 
 def panel(img: Image.Image, label: str, box: tuple[int, int, int, int]) -> Image.Image:
@@ -48,7 +47,8 @@ def main() -> None:
     parser.add_argument("--quality", type=int, default=60)
     args = parser.parse_args()
 
-    lr = jpeg_photo(args.quality)
+    jpeg = jpeg_photo(args.quality)
+    lr = Image.open(io.BytesIO(jpeg)).convert("RGB")
     scale = 4
     box = tuple(v * scale for v in CROP)
     panels = [panel(lr.resize((lr.width * scale, lr.height * scale), Image.NEAREST), f"input JPEG q{args.quality} (nearest)", box)]
@@ -64,8 +64,9 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(args.out) as tmp:
         figure.save(tmp, format="PNG")
+    # The very bytes the models saw, not a second encode.
     with atomic_output(args.out.with_name(f"{args.out.stem}-input.jpg")) as tmp:
-        Image.fromarray(data.chelsea()).save(tmp, format="JPEG", quality=args.quality)
+        Path(tmp).write_bytes(jpeg)
     print(f"wrote {args.out}")
 
 
