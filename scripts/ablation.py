@@ -5,16 +5,18 @@
 
 Two groups of runs, every run with the same seed and data:
 
-* loss terms -- fine-tuning from the same PSNR-stage weights for ``--gan-steps`` steps:
-  L1 only; + adversarial (WGAN-GP); + JS; + GW (full SuRGe, dynamic weights); full SuRGe with
-  fixed equal weights instead of the dynamic softmax;
+* loss terms -- fine-tuning from the same PSNR-stage weights for ``--gan-steps`` steps of
+  ``--gan-batch`` crops: L1 only; + adversarial (WGAN-GP); + JS; + GW (full SuRGe), the last two
+  combined with the offset- and scale-invariant dynamic weights (``loss.combination =
+  "dynamic-invariant"``); full SuRGe with the paper's softmax-of-loss weights; full SuRGe with
+  fixed equal weights;
 * generator -- trained from scratch (L1) for the same wall-clock budget (``--scratch-minutes``,
   the budget that matters on a CPU): the shipped generator; the same with plain addition of the
   skips instead of the convex mixing (F0/F1); the paper's exact generator (BatchNorm, tanh, no
   global residual, 4.04M parameters).
 
 Each run is `surge train` with overrides of `configs/cpu-gan.toml` / `configs/cpu-psnr.toml`;
-each result is `surge eval` on Set5, Set14 and BSD100. Runs already finished in the output folder
+each result is `surge eval` (PSNR-Y, SSIM-Y, NIQE) on Set5, Set14 and BSD100. Runs already finished in the output folder
 are reused, so the script can be resumed after an interruption.
 """
 
@@ -40,17 +42,19 @@ class Row:
     group: str
 
 
-def rows(psnr_weights: str, gan_steps: int, scratch_minutes: float) -> list[Row]:
+def rows(psnr_weights: str, gan_steps: int, scratch_minutes: float, gan_batch: int = 16) -> list[Row]:
     init = f'train.init_from="{psnr_weights}"'
-    ft = (init, f"train.steps={gan_steps}", f"train.val_every={gan_steps}")
+    ft = (init, f"train.steps={gan_steps}", f"train.val_every={gan_steps}", f"data.batch_size={gan_batch}")
     off = ("loss.js=false", "loss.gw=false")
+    invariant = 'loss.combination="dynamic-invariant"'
     scratch = (f"train.max_minutes={scratch_minutes}", "train.steps=1000000", "optim.schedule=\"constant\"",
                "train.val_every=1000000")
     return [
         Row("L1 only", "configs/cpu-psnr.toml", (*ft, "optim.lr_g=5e-5", "optim.warmup_steps=0", "optim.schedule=\"constant\""), "loss terms"),
         Row("+ adversarial (WGAN-GP)", "configs/cpu-gan.toml", (*ft, *off), "loss terms"),
-        Row("+ JS", "configs/cpu-gan.toml", (*ft, "loss.gw=false"), "loss terms"),
-        Row("+ GW (SuRGe, dynamic weights)", "configs/cpu-gan.toml", ft, "loss terms"),
+        Row("+ JS (invariant weights)", "configs/cpu-gan.toml", (*ft, "loss.gw=false", invariant), "loss terms"),
+        Row("+ GW (SuRGe, invariant weights)", "configs/cpu-gan.toml", (*ft, invariant), "loss terms"),
+        Row("SuRGe, paper dynamic weights", "configs/cpu-gan.toml", ft, "loss terms"),
         Row("SuRGe, fixed weights", "configs/cpu-gan.toml",
             (*ft, 'loss.combination="fixed"', "loss.fixed_weights={adv=0.3333, js=0.3333, gw=0.3334}"), "loss terms"),
         Row("shipped generator (convex mixing)", "configs/cpu-psnr.toml", scratch, "generator"),
@@ -73,9 +77,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--psnr-weights", required=True, help="PSNR-stage generator all loss-term rows start from")
     p.add_argument("--gan-steps", type=int, default=300)
+    p.add_argument("--gan-batch", type=int, default=16, help="batch size of the loss-term rows")
     p.add_argument("--scratch-minutes", type=float, default=20.0)
     p.add_argument("--data", default="../shared/datasets/benchmark")
     p.add_argument("--sets", nargs="+", default=["Set5", "Set14", "BSD100"])
+    p.add_argument("--metrics", nargs="+", default=["psnr", "ssim", "niqe"], help="passed to surge eval")
     p.add_argument("--out", default="docs/results/ablation")
     p.add_argument("--only", nargs="*", help="run only these row names")
     p.add_argument("--seeds", nargs="+", type=int, default=[0],
@@ -87,7 +93,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     surge = [sys.executable, "-m", "surge.cli.main"]
-    all_rows = rows(args.psnr_weights, args.gan_steps, args.scratch_minutes)
+    all_rows = rows(args.psnr_weights, args.gan_steps, args.scratch_minutes, args.gan_batch)
     for seed in args.seeds:
         for row in all_rows:
             if args.only and row.name not in args.only:
@@ -100,17 +106,17 @@ def main(argv=None) -> int:
                 run([*surge, "train", row.config, *row.overrides, f"train.seed={seed}",
                      f"train.name={run_name(row, seed)}", *args.extra, "--run-dir", str(run_dir)])
             run([*surge, "eval", "--model", str(weights), "--data", args.data, "--sets", *args.sets,
-                 "--json", str(run_dir / "eval.json")])
-    # The table covers every finished run in the folder, also those of earlier invocations, so rows
-    # and seeds can be added one at a time.
+                 "--metrics", *args.metrics, "--json", str(run_dir / "eval.json")])
+            _keep_record(run_dir, out / "records" / run_name(row, seed))
+    # The table covers every run recorded in the folder (records/ is committed; the run folders with
+    # weights are not), also those of earlier invocations, so rows and seeds can be added one at a time.
     results, logs = {}, {}
     for row in all_rows:
         for seed in range(args.max_seed + 1):
-            run_dir = out / "runs" / run_name(row, seed)
-            if (run_dir / "eval.json").exists():
-                results[row, seed] = json.loads((run_dir / "eval.json").read_text())
-                logs[row, seed] = _read_log(run_dir / "log.csv")
-                _keep_record(run_dir, out / "records" / run_name(row, seed))
+            record = out / "records" / run_name(row, seed)
+            if (record / "eval.json").exists():
+                results[row, seed] = json.loads((record / "eval.json").read_text())
+                logs[row, seed] = _read_log(record / "log.csv")
     write_table(results, logs, out / "ablation.md", args)
     plot_curves(logs, out / "loss_curves.png")
     return 0
@@ -129,25 +135,77 @@ def _keep_record(run_dir: Path, dest: Path) -> None:
             shutil.copyfile(run_dir / name, dest / name)
 
 
+def _cell(res: dict, s: str) -> str:
+    if s not in res:
+        return "-"
+    cell = f"{res[s]['psnr_y']:.2f} / {res[s]['ssim_y']:.4f}"
+    return cell + (f" / {res[s]['niqe']:.3f}" if res[s].get("niqe") is not None else "")
+
+
 def write_table(results: dict, logs: dict, path: Path, args) -> None:
     sets = args.sets
+    niqe = any(r.get(s, {}).get("niqe") is not None for r in results.values() for s in sets)
+    unit = "PSNR-Y / SSIM-Y" + (" / NIQE" if niqe else "")
     lines = [
         "# Ablation (same data and seeds; loss terms: equal steps from the same PSNR weights; "
         "generator: equal wall-clock budget from scratch)",
         "",
         f"Command: `python scripts/ablation.py --psnr-weights {args.psnr_weights} --gan-steps {args.gan_steps} "
-        f"--scratch-minutes {args.scratch_minutes}`",
+        f"--gan-batch {args.gan_batch} --scratch-minutes {args.scratch_minutes}`",
         "",
-        "| group | run | seed | steps | " + " | ".join(f"{s} PSNR-Y / SSIM-Y" for s in sets) + " |",
+        "| group | run | seed | steps | " + " | ".join(f"{s} {unit}" for s in sets) + " |",
         "|---|---|---|---|" + "---|" * len(sets),
     ]
     for (row, seed), res in results.items():
         steps = max(int(r["step"]) for r in logs[row, seed])
-        cells = [f"{res[s]['psnr_y']:.2f} / {res[s]['ssim_y']:.4f}" if s in res else "-" for s in sets]
+        cells = [_cell(res, s) for s in sets]
         lines.append(f"| {row.group} | {row.name} | {seed} | {steps} | " + " | ".join(cells) + " |")
+    lines += _seed_summary(results, sets)
     lines += _weight_table(logs)
     path.write_text("\n".join(lines) + "\n")
     print(path.read_text())
+
+
+def seed_summary(results: dict, sets: list[str]) -> dict:
+    """Per row with >= 2 seeds: ``{row name: {set: {metric: (mean, max - min, n)}}}``.
+
+    The spread (max - min over seeds) is what a difference between two rows must exceed before it
+    says anything about the rows rather than about the seeds.
+    """
+    by_row: dict[str, list[dict]] = {}
+    for (row, _seed), res in results.items():
+        by_row.setdefault(row.name, []).append(res)
+    out = {}
+    for name, runs in by_row.items():
+        if len(runs) < 2:
+            continue
+        out[name] = {}
+        for s in sets:
+            out[name][s] = {}
+            for metric in ("psnr_y", "niqe"):
+                values = [r[s][metric] for r in runs if s in r and r[s].get(metric) is not None]
+                if len(values) >= 2:
+                    out[name][s][metric] = (sum(values) / len(values), max(values) - min(values), len(values))
+    return out
+
+
+def _seed_summary(results: dict, sets: list[str]) -> list[str]:
+    summary = seed_summary(results, sets)
+    if not summary:
+        return []
+    lines = ["", "Mean over seeds (spread = max - min over seeds) of the rows run with two or more seeds:", "",
+             "| run | seeds | " + " | ".join(f"{s} PSNR-Y | {s} NIQE" for s in sets) + " |",
+             "|---|---|" + "---|---|" * len(sets)]
+    for name, per_set in summary.items():
+        n = max((v[2] for m in per_set.values() for v in m.values()), default=0)
+        cells = []
+        for s in sets:
+            for metric, digits in (("psnr_y", 2), ("niqe", 3)):
+                v = per_set[s].get(metric)
+                cells.append(f"{v[0]:.{digits}f} ± {v[1] / 2:.{digits}f}" if v else "-")
+        lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
+    lines += ["", "(± is half the max - min spread over the seeds.)"]
+    return lines
 
 
 def weight_stats(log: list[dict]) -> dict | None:

@@ -24,7 +24,7 @@ def test_ablation_script_tiny(tmp_path, shared_datasets):
         Image.fromarray((rng.random((48, 40, 3)) * 255).astype(np.uint8)).save(hr / f"{i}.png")
     init = save_model(SuRGeGenerator(GENERATOR_PRESETS["surge-tiny"]), tmp_path / "init.safetensors")
     out = tmp_path / "out"
-    rows = ["+ GW (SuRGe, dynamic weights)", "plain addition of skips"]
+    rows = ["+ GW (SuRGe, invariant weights)", "plain addition of skips"]
     extra = ['generator.preset="surge-tiny"', f'data.train_dirs=["{hr}"]', "data.hr_size=32", "data.batch_size=4",
              'data.val_dir=""', "critic.width=8", "critic.max_width=16", "critic.stages=2", "critic.hidden=16"]
     base = [sys.executable, str(REPO / "scripts" / "ablation.py"), "--psnr-weights", str(init),
@@ -43,8 +43,12 @@ def test_ablation_script_tiny(tmp_path, shared_datasets):
     assert f"| loss terms | {rows[0]} | 0 |" in table and f"| loss terms | {rows[0]} | 1 |" in table
     assert f"| generator | {rows[1]} | 0 |" in table
     assert "Weight of the adversarial term" in table and f"| {rows[0]} | 1 |" in table
-    config = json.loads((out / "runs" / "gw-surge-dynamic-weights-seed1" / "config.json").read_text())
-    assert config["train"]["seed"] == 1
+    assert "Set5 PSNR-Y / SSIM-Y / NIQE" in table
+    # Only the row with two seeds gets a mean/spread line.
+    summary = table.split("Mean over seeds")[1].split("Weight of the adversarial term")[0]
+    assert f"| {rows[0]} | 2 |" in summary and rows[1] not in summary
+    config = json.loads((out / "runs" / "gw-surge-invariant-weights-seed1" / "config.json").read_text())
+    assert config["train"]["seed"] == 1 and config["loss"]["combination"] == "dynamic-invariant"
     records = sorted(p.name for p in (out / "records").iterdir())
     assert len(records) == 3 and all((out / "records" / r / "log.csv").stat().st_size > 0 for r in records)
     assert all(json.loads((out / "records" / r / "eval.json").read_text()) for r in records)
