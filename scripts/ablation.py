@@ -88,13 +88,14 @@ def main(argv=None) -> int:
                    help="run the rows with each of these seeds (repeats measure run-to-run spread)")
     p.add_argument("--max-seed", type=int, default=9, help="highest seed looked for when building the table")
     p.add_argument("--extra", nargs="*", default=[], help="overrides added to every run (e.g. for a smoke test)")
+    p.add_argument("--table-only", action="store_true", help="run nothing; rebuild the table and figure from records/")
     args = p.parse_args(argv)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     surge = [sys.executable, "-m", "surge.cli.main"]
     all_rows = rows(args.psnr_weights, args.gan_steps, args.scratch_minutes, args.gan_batch)
-    for seed in args.seeds:
+    for seed in [] if args.table_only else args.seeds:
         for row in all_rows:
             if args.only and row.name not in args.only:
                 continue

@@ -1,6 +1,7 @@
 """scripts/ablation.py end to end with tiny settings: runs, evaluates, writes the table and figure."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +53,10 @@ def test_ablation_script_tiny(tmp_path, shared_datasets):
     records = sorted(p.name for p in (out / "records").iterdir())
     assert len(records) == 3 and all((out / "records" / r / "log.csv").stat().st_size > 0 for r in records)
     assert all(json.loads((out / "records" / r / "eval.json").read_text()) for r in records)
+
+    # --table-only rebuilds the table from records/ alone (the run folders are not committed).
+    shutil.rmtree(out / "runs")
+    (out / "ablation.md").unlink()
+    subprocess.run([*base, "--table-only"], check=True, capture_output=True, cwd=REPO)
+    assert (out / "ablation.md").read_text() == table
+    assert not (out / "runs").exists()

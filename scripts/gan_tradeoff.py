@@ -1,0 +1,171 @@
+"""The fidelity/realism trade-off of a GAN stage over its steps: PSNR-Y and NIQE of snapshots.
+
+    python scripts/gan_tradeoff.py configs/cpu-gan-invariant.toml --run-dir runs/cpu-gan-invariant \
+        --steps 300 450 600 750 900 --reference surge-x4-psnr --out docs/results/gan-tradeoff
+
+For each step count in ``--steps`` (ascending) the run is trained up to it (a fresh ``surge train``
+for the first, ``--resume`` with ``train.steps`` extended after that), its ``last.safetensors`` is
+kept as ``<run-dir>/snapshots/step<N>.safetensors`` and scored with ``surge eval --metrics psnr
+ssim niqe`` into ``<out>/records/step<N>.json``; the ``--reference`` model (the PSNR-stage weights
+the run starts from) is scored the same way. Step counts already scored are skipped, so the
+script resumes after an interruption and can be extended later with more steps.
+
+It writes ``<out>/tradeoff.md`` (one row per snapshot: PSNR-Y, SSIM-Y and NIQE per set, and the
+change against the reference on the ``--target-sets``) and ``<out>/tradeoff.png`` (PSNR-Y against
+NIQE, one line per set through the snapshots in step order, the reference as step 0). The target
+marked in the table is issue 12's: NIQE at least ``--niqe-gain`` lower than the reference while
+PSNR-Y drops at most ``--max-psnr-drop`` dB, on every target set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(cmd: list[str]) -> None:
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=REPO)
+
+
+def weights_step(path: Path) -> int:
+    from surge.models.files import read_provenance
+
+    return int(read_provenance(path)["steps"])
+
+
+def train_to(config: str, run_dir: Path, steps: int, extra: list[str], surge: list[str]) -> Path:
+    """Train ``run_dir`` up to ``steps``; returns the snapshot of its weights at exactly that step."""
+    resume = ["--resume", str(run_dir)] if (run_dir / "last.pt").exists() else ["--run-dir", str(run_dir)]
+    if resume[0] == "--resume" and (run_dir / "last.safetensors").exists():
+        at = weights_step(run_dir / "last.safetensors")
+        if at >= steps:  # the weights of that step are gone; resuming would only add a runtime record
+            raise SystemExit(f"{run_dir}: the run is already at step {at}; step {steps} has no snapshot to score")
+    run([*surge, "train", config, *resume, f"train.steps={steps}", *extra])
+    weights = run_dir / "last.safetensors"
+    got = weights_step(weights)
+    if got != steps:
+        # A time budget (train.max_minutes) or a signal stopped it early: a snapshot labelled with
+        # the wrong step would put a false point on the curve.
+        raise SystemExit(f"{weights}: holds step {got}, not {steps}; rerun to continue the run")
+    snapshot = run_dir / "snapshots" / f"step{steps}.safetensors"
+    snapshot.parent.mkdir(exist_ok=True)
+    shutil.copyfile(weights, snapshot)
+    return snapshot
+
+
+def score(model: str, json_path: Path, args, surge: list[str]) -> None:
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    run([*surge, "eval", "--model", model, "--data", args.data, "--sets", *args.sets,
+         "--metrics", "psnr", "ssim", "niqe", "--json", str(json_path)])
+
+
+def load_records(out: Path) -> tuple[dict | None, dict[int, dict]]:
+    records = out / "records"
+    reference = json.loads((records / "reference.json").read_text()) if (records / "reference.json").exists() else None
+    points = {int(p.stem[4:]): json.loads(p.read_text()) for p in records.glob("step*.json")}
+    return reference, dict(sorted(points.items()))
+
+
+def deltas(reference: dict, point: dict, sets: list[str]) -> dict[str, tuple[float, float]]:
+    """Per set: (PSNR-Y change in dB, NIQE change) of ``point`` against ``reference``; negative NIQE = better."""
+    return {s: (point[s]["psnr_y"] - reference[s]["psnr_y"], point[s]["niqe"] - reference[s]["niqe"])
+            for s in sets if s in point and s in reference}
+
+
+def meets_target(d: dict[str, tuple[float, float]], sets: list[str], niqe_gain: float, max_drop: float) -> bool:
+    return all(s in d and d[s][0] >= -max_drop and d[s][1] <= -niqe_gain for s in sets)
+
+
+def write_table(reference: dict, points: dict[int, dict], args, path: Path) -> None:
+    sets, targets = args.sets, args.target_sets
+    lines = [
+        f"# PSNR-Y vs NIQE over the GAN steps of `{args.config}`",
+        "",
+        f"Reference (step 0): `{args.reference}`. Target: NIQE at least {args.niqe_gain} lower and PSNR-Y at most "
+        f"{args.max_psnr_drop} dB lower than the reference on {', '.join(targets)}.",
+        "",
+        "| step | " + " | ".join(f"{s} PSNR-Y / SSIM-Y / NIQE" for s in sets) + " | "
+        + " | ".join(f"{s} dPSNR / dNIQE" for s in targets) + " | target met |",
+        "|---|" + "---|" * (len(sets) + len(targets) + 1),
+    ]
+    rows = [(0, reference)] + list(points.items())
+    for step, res in rows:
+        cells = [f"{res[s]['psnr_y']:.2f} / {res[s]['ssim_y']:.4f} / {res[s]['niqe']:.3f}" if s in res else "-"
+                 for s in sets]
+        d = deltas(reference, res, targets)
+        cells += [f"{d[s][0]:+.2f} / {d[s][1]:+.3f}" if s in d else "-" for s in targets]
+        met = "-" if step == 0 else ("yes" if meets_target(d, targets, args.niqe_gain, args.max_psnr_drop) else "no")
+        lines.append(f"| {step} | " + " | ".join(cells) + f" | {met} |")
+    path.write_text("\n".join(lines) + "\n")
+    print(path.read_text())
+
+
+def plot(reference: dict, points: dict[int, dict], sets: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    steps = [0, *points]
+    for s in sets:
+        series = [reference, *points.values()]
+        xs, ys = [r[s]["niqe"] for r in series], [r[s]["psnr_y"] for r in series]
+        (line,) = ax.plot(xs, ys, "o-", lw=1, label=s)
+        for x, y, step in zip(xs, ys, steps):
+            ax.annotate(str(step), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7,
+                        color=line.get_color())
+    ax.set_xlabel("NIQE (lower = more natural statistics)")
+    ax.set_ylabel("PSNR-Y, dB (higher = more faithful)")
+    ax.set_title("GAN stage: fidelity vs naturalness by step (0 = PSNR-stage reference)", fontsize=9)
+    ax.invert_xaxis()  # better is up and to the right
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("config", help="the GAN-stage experiment config")
+    p.add_argument("--run-dir", required=True, help="the run folder (created on the first step count)")
+    p.add_argument("--steps", nargs="+", type=int, default=[], help="step counts to snapshot, ascending")
+    p.add_argument("--reference", default="surge-x4-psnr", help="the PSNR-stage model the run starts from")
+    p.add_argument("--data", default="../shared/datasets/benchmark")
+    p.add_argument("--sets", nargs="+", default=["Set5", "Set14", "BSD100"])
+    p.add_argument("--target-sets", nargs="+", default=["Set14", "BSD100"])
+    p.add_argument("--niqe-gain", type=float, default=1.0)
+    p.add_argument("--max-psnr-drop", type=float, default=1.0)
+    p.add_argument("--out", default="docs/results/gan-tradeoff")
+    p.add_argument("--extra", nargs="*", default=[], help="overrides added to every train call, e.g. train.threads=1")
+    args = p.parse_args(argv)
+    if args.steps != sorted(set(args.steps)) or any(n < 1 for n in args.steps):
+        p.error("--steps must be positive and strictly ascending")
+
+    out, run_dir = Path(args.out), Path(args.run_dir)
+    surge = [sys.executable, "-m", "surge.cli.main"]
+    records = out / "records"
+    if not (records / "reference.json").exists():
+        score(args.reference, records / "reference.json", args, surge)
+    for steps in args.steps:
+        if (records / f"step{steps}.json").exists():
+            continue
+        snapshot = run_dir / "snapshots" / f"step{steps}.safetensors"
+        if not snapshot.exists():
+            snapshot = train_to(args.config, run_dir, steps, args.extra, surge)
+        score(str(snapshot), records / f"step{steps}.json", args, surge)
+    reference, points = load_records(out)
+    write_table(reference, points, args, out / "tradeoff.md")
+    plot(reference, points, args.sets, out / "tradeoff.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

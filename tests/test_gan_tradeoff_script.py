@@ -1,0 +1,78 @@
+"""scripts/gan_tradeoff.py: the target rule, and end to end with a tiny GAN run."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from surge.models import GENERATOR_PRESETS, SuRGeGenerator
+from surge.models.files import read_provenance, save_model
+
+REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("gan_tradeoff", REPO / "scripts" / "gan_tradeoff.py")
+gan_tradeoff = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gan_tradeoff)
+
+
+def _scores(psnr, niqe):
+    return {"psnr_y": psnr, "ssim_y": 0.7, "niqe": niqe}
+
+
+def test_target_needs_both_conditions_on_every_target_set():
+    ref = {"Set14": _scores(28.0, 6.6), "BSD100": _scores(27.2, 6.9)}
+    sets = ["Set14", "BSD100"]
+    good = {"Set14": _scores(27.1, 5.6), "BSD100": _scores(26.3, 5.85)}
+    d = gan_tradeoff.deltas(ref, good, sets)
+    assert d["Set14"] == pytest.approx((-0.9, -1.0))
+    assert gan_tradeoff.meets_target(d, sets, niqe_gain=1.0, max_drop=1.0)
+    too_lossy = {**good, "BSD100": _scores(26.1, 5.0)}  # NIQE fine, PSNR drop 1.1 dB
+    assert not gan_tradeoff.meets_target(gan_tradeoff.deltas(ref, too_lossy, sets), sets, 1.0, 1.0)
+    too_little = {**good, "Set14": _scores(27.9, 5.7)}  # PSNR fine, NIQE only 0.9 lower
+    assert not gan_tradeoff.meets_target(gan_tradeoff.deltas(ref, too_little, sets), sets, 1.0, 1.0)
+    missing = {"Set14": good["Set14"]}
+    assert not gan_tradeoff.meets_target(gan_tradeoff.deltas(ref, missing, sets), sets, 1.0, 1.0)
+
+
+@pytest.mark.slow
+def test_gan_tradeoff_script_tiny(tmp_path, shared_datasets):
+    hr = tmp_path / "hr"
+    hr.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray((rng.random((48, 40, 3)) * 255).astype(np.uint8)).save(hr / f"{i}.png")
+    init = save_model(SuRGeGenerator(GENERATOR_PRESETS["surge-tiny"]), tmp_path / "init.safetensors")
+    out, run_dir = tmp_path / "out", tmp_path / "run"
+    extra = [f'train.init_from="{init}"', 'generator.preset="surge-tiny"', f'data.train_dirs=["{hr}"]',
+             "data.hr_size=32", "data.batch_size=4", 'data.val_dir=""', "critic.width=8", "critic.max_width=16",
+             "critic.stages=2", "critic.hidden=16", 'loss.combination="dynamic-invariant"']
+    base = [sys.executable, str(REPO / "scripts" / "gan_tradeoff.py"), "configs/cpu-gan.toml", "--run-dir", str(run_dir),
+            "--reference", str(init), "--sets", "Set5", "--target-sets", "Set5",
+            "--data", str(shared_datasets / "benchmark"), "--out", str(out), "--extra", *extra]
+    subprocess.run([*base, "--steps", "1", "2"], check=True, capture_output=True, cwd=REPO)
+    for n in (1, 2):
+        assert read_provenance(run_dir / "snapshots" / f"step{n}.safetensors")["steps"] == n
+        assert json.loads((out / "records" / f"step{n}.json").read_text())["Set5"]["niqe"] > 0
+    table = (out / "tradeoff.md").read_text()
+    assert [line.split(" |")[0] for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()] == \
+        ["| 0", "| 1", "| 2"]
+    assert (out / "tradeoff.png").stat().st_size > 1000
+
+    # Extending the curve trains only the new steps (the run resumes from step 2) and keeps the old points.
+    before = (out / "records" / "step1.json").read_bytes()
+    subprocess.run([*base, "--steps", "1", "2", "3"], check=True, capture_output=True, cwd=REPO)
+    assert (out / "records" / "step1.json").read_bytes() == before
+    assert read_provenance(run_dir / "snapshots" / "step3.safetensors")["steps"] == 3
+    log_steps = [line.split(",")[0] for line in (run_dir / "log.csv").read_text().splitlines()[1:]]
+    assert log_steps == ["1", "2", "3"]
+
+    # Asking for a step the run has already passed is an error, not a mislabelled point.
+    (out / "records" / "step2.json").unlink()
+    (run_dir / "snapshots" / "step2.safetensors").unlink()
+    bad = subprocess.run([*base, "--steps", "2"], capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode != 0 and not (out / "records" / "step2.json").exists()
+    assert "already at step 3; step 2 has no snapshot" in bad.stderr
