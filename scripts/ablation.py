@@ -152,7 +152,8 @@ def write_table(results: dict, logs: dict, path: Path, args) -> None:
         "generator: equal wall-clock budget from scratch)",
         "",
         f"Command: `python scripts/ablation.py --psnr-weights {args.psnr_weights} --gan-steps {args.gan_steps} "
-        f"--gan-batch {args.gan_batch} --scratch-minutes {args.scratch_minutes}`",
+        f"--gan-batch {args.gan_batch} --scratch-minutes {args.scratch_minutes}"
+        + (" --extra " + " ".join(args.extra) if args.extra else "") + "`",
         "",
         "| group | run | seed | steps | " + " | ".join(f"{s} {unit}" for s in sets) + " |",
         "|---|---|---|---|" + "---|" * len(sets),
