@@ -15,6 +15,14 @@ change against the reference on the ``--target-sets``) and ``<out>/tradeoff.png`
 NIQE, one line per set through the snapshots in step order, the reference as step 0). The target
 marked in the table is issue 12's: NIQE at least ``--niqe-gain`` lower than the reference while
 PSNR-Y drops at most ``--max-psnr-drop`` dB, on every target set.
+
+With ``--alphas`` the script also builds, for every snapshot, the network interpolations
+``(1 - alpha) * reference + alpha * snapshot`` (``surge interpolate``, as in ESRGAN) and picks one
+model without looking at the reported sets: every snapshot and interpolation is scored on the
+selection set (``--select-data``/``--select-set``, e.g. ``scripts/make_val_photos.py``), the
+candidates whose PSNR-Y there is at most ``--select-max-psnr-drop`` dB below the reference's are
+kept, and the one with the lowest NIQE there is chosen. Only the chosen model is then scored on
+the reported sets (``records/chosen.json``), and the table says whether it meets the target.
 """
 
 from __future__ import annotations
@@ -66,10 +74,33 @@ def score(model: str, json_path: Path, args, surge: list[str]) -> None:
          "--metrics", "psnr", "ssim", "niqe", "--json", str(json_path)])
 
 
+def model_file(name: str) -> Path:
+    path = Path(name)
+    if path.is_file():
+        return path
+    from surge.models.registry import bundled_path
+
+    found = bundled_path(name)
+    if found is None:
+        raise SystemExit(f"{name}: no such model file or bundled model")
+    return found
+
+
+def candidate_name(step: int, alpha: float) -> str:
+    return f"step{step}" if alpha == 1 else f"step{step}-a{alpha:g}"
+
+
+def select(reference: dict, candidates: dict[str, dict], set_name: str, max_drop: float) -> str | None:
+    """The candidate with the lowest NIQE on ``set_name`` among those within ``max_drop`` dB PSNR-Y of the reference."""
+    ref = reference[set_name]
+    ok = {k: c[set_name] for k, c in candidates.items() if c[set_name]["psnr_y"] >= ref["psnr_y"] - max_drop}
+    return min(ok, key=lambda k: ok[k]["niqe"]) if ok else None
+
+
 def load_records(out: Path) -> tuple[dict | None, dict[int, dict]]:
     records = out / "records"
     reference = json.loads((records / "reference.json").read_text()) if (records / "reference.json").exists() else None
-    points = {int(p.stem[4:]): json.loads(p.read_text()) for p in records.glob("step*.json")}
+    points = {int(p.stem[4:]): json.loads(p.read_text()) for p in records.glob("step*.json") if "-" not in p.stem}
     return reference, dict(sorted(points.items()))
 
 
@@ -107,7 +138,7 @@ def write_table(reference: dict, points: dict[int, dict], args, path: Path) -> N
     print(path.read_text())
 
 
-def plot(reference: dict, points: dict[int, dict], sets: list[str], path: Path) -> None:
+def plot(reference: dict, points: dict[int, dict], sets: list[str], path: Path, chosen: tuple[str, dict] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -122,14 +153,78 @@ def plot(reference: dict, points: dict[int, dict], sets: list[str], path: Path) 
         for x, y, step in zip(xs, ys, steps):
             ax.annotate(str(step), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7,
                         color=line.get_color())
+        if chosen is not None and s in chosen[1]:
+            ax.plot(chosen[1][s]["niqe"], chosen[1][s]["psnr_y"], "*", ms=12, color=line.get_color(),
+                    label=f"{s}: chosen {chosen[0]}")
     ax.set_xlabel("NIQE (lower = more natural statistics)")
     ax.set_ylabel("PSNR-Y, dB (higher = more faithful)")
-    ax.set_title("GAN stage: fidelity vs naturalness by step (0 = PSNR-stage reference)", fontsize=9)
+    ax.set_title("GAN stage: fidelity vs naturalness by step (0 = PSNR-stage reference;\n"
+                 "star = the model chosen on the selection set)", fontsize=9)
     ax.invert_xaxis()  # better is up and to the right
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def score_on(model: str, json_path: Path, data: str, set_name: str, surge: list[str]) -> dict:
+    if not json_path.exists():
+        run([*surge, "eval", "--model", model, "--data", data, "--sets", set_name,
+             "--metrics", "psnr", "ssim", "niqe", "--json", str(json_path)])
+    return json.loads(json_path.read_text())
+
+
+def choose(args, run_dir: Path, records: Path, surge: list[str]) -> str | None:
+    """Score every snapshot and interpolation on the selection set; score the chosen one on the reported sets."""
+    reference_file = model_file(args.reference)
+    ref = score_on(str(reference_file), records / "select-reference.json", args.select_data, args.select_set, surge)
+    candidates = {}
+    for steps in args.steps:
+        snapshot = run_dir / "snapshots" / f"step{steps}.safetensors"
+        for alpha in [*args.alphas, 1.0]:
+            name = candidate_name(steps, alpha)
+            model = snapshot
+            if alpha != 1:
+                model = run_dir / "snapshots" / f"{name}.safetensors"
+                if not model.exists():
+                    run([*surge, "interpolate", str(reference_file), str(snapshot), "--alpha", f"{alpha:g}", "-o", str(model)])
+            candidates[name] = score_on(str(model), records / f"select-{name}.json", args.select_data, args.select_set, surge)
+    chosen = select(ref, candidates, args.select_set, args.select_max_psnr_drop)
+    if chosen is not None and "-a" in chosen:
+        score(str(run_dir / "snapshots" / f"{chosen}.safetensors"), records / f"{chosen}.json", args, surge)
+    return chosen
+
+
+def write_selection(reference: dict, chosen: str, args, records: Path, path: Path) -> None:
+    sel = args.select_set
+    ref = json.loads((records / "select-reference.json").read_text())[sel]
+    lines = ["", f"## Selection on {sel} (not a reported set)", "",
+             f"Rule: the lowest {sel} NIQE among the candidates whose {sel} PSNR-Y is at most "
+             f"{args.select_max_psnr_drop} dB below the reference's ({ref['psnr_y']:.2f} dB, NIQE {ref['niqe']:.3f}).",
+             "", f"| candidate | {sel} PSNR-Y | {sel} NIQE | eligible |", "|---|---|---|---|"]
+    for p in sorted(records.glob("select-step*.json"), key=lambda p: _candidate_key(p.stem[7:])):
+        r = json.loads(p.read_text())[sel]
+        ok = r["psnr_y"] >= ref["psnr_y"] - args.select_max_psnr_drop
+        name = p.stem[7:]
+        lines.append(f"| {'**' + name + '**' if name == chosen else name} | {r['psnr_y']:.2f} | {r['niqe']:.3f} | "
+                     f"{'yes' if ok else 'no'} |")
+    res = json.loads((records / f"{chosen}.json").read_text())
+    d = deltas(reference, res, args.target_sets)
+    met = meets_target(d, args.target_sets, args.niqe_gain, args.max_psnr_drop)
+    lines += ["", f"Chosen: **{chosen}**. On the reported sets: "
+              + "; ".join(f"{s} {res[s]['psnr_y']:.2f} dB / SSIM {res[s]['ssim_y']:.4f} / NIQE {res[s]['niqe']:.3f}"
+                          for s in args.sets if s in res)
+              + ". Against the reference: "
+              + "; ".join(f"{s} {d[s][0]:+.2f} dB, NIQE {d[s][1]:+.3f}" for s in args.target_sets if s in d)
+              + f". Target met: **{'yes' if met else 'no'}**."]
+    with path.open("a") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _candidate_key(name: str) -> tuple[int, float]:
+    step, _, alpha = name[4:].partition("-a")
+    return int(step), float(alpha) if alpha else 1.0
 
 
 def main(argv=None) -> int:
@@ -145,9 +240,18 @@ def main(argv=None) -> int:
     p.add_argument("--max-psnr-drop", type=float, default=1.0)
     p.add_argument("--out", default="docs/results/gan-tradeoff")
     p.add_argument("--extra", nargs="*", default=[], help="overrides added to every train call, e.g. train.threads=1")
+    p.add_argument("--alphas", nargs="*", type=float, default=[],
+                   help="interpolation weights of each snapshot against the reference (1 = the snapshot itself)")
+    p.add_argument("--select-data", help="root of the selection set (not one of the reported sets)")
+    p.add_argument("--select-set", default="skimage8")
+    p.add_argument("--select-max-psnr-drop", type=float, default=1.0)
     args = p.parse_args(argv)
     if args.steps != sorted(set(args.steps)) or any(n < 1 for n in args.steps):
         p.error("--steps must be positive and strictly ascending")
+    if args.alphas and not args.select_data:
+        p.error("--alphas needs --select-data: the choice is made on a set that is not reported")
+    if any(not 0 < a < 1 for a in args.alphas):
+        p.error("--alphas must be in (0, 1) (the snapshots themselves are always candidates)")
 
     out, run_dir = Path(args.out), Path(args.run_dir)
     surge = [sys.executable, "-m", "surge.cli.main"]
@@ -161,9 +265,13 @@ def main(argv=None) -> int:
         if not snapshot.exists():
             snapshot = train_to(args.config, run_dir, steps, args.extra, surge)
         score(str(snapshot), records / f"step{steps}.json", args, surge)
+    chosen = choose(args, run_dir, records, surge) if args.select_data else None
     reference, points = load_records(out)
     write_table(reference, points, args, out / "tradeoff.md")
-    plot(reference, points, args.sets, out / "tradeoff.png")
+    if chosen is not None:
+        write_selection(reference, chosen, args, records, out / "tradeoff.md")
+    chosen_res = (chosen, json.loads((records / f"{chosen}.json").read_text())) if chosen else None
+    plot(reference, points, args.sets, out / "tradeoff.png", chosen_res)
     return 0
 
 

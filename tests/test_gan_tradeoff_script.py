@@ -38,6 +38,18 @@ def test_target_needs_both_conditions_on_every_target_set():
     assert not gan_tradeoff.meets_target(gan_tradeoff.deltas(ref, missing, sets), sets, 1.0, 1.0)
 
 
+def test_selection_takes_the_most_natural_candidate_within_the_psnr_budget():
+    ref = {"val": _scores(30.0, 7.0)}
+    candidates = {"step300": {"val": _scores(28.8, 5.0)},       # lowest NIQE but 1.2 dB down: not eligible
+                  "step300-a0.5": {"val": _scores(29.4, 6.1)},
+                  "step300-a0.7": {"val": _scores(29.1, 5.8)},
+                  "step450-a0.5": {"val": _scores(29.6, 6.3)}}
+    assert gan_tradeoff.select(ref, candidates, "val", max_drop=1.0) == "step300-a0.7"
+    assert gan_tradeoff.select(ref, candidates, "val", max_drop=0.5) == "step450-a0.5"
+    assert gan_tradeoff.select(ref, candidates, "val", max_drop=0.1) is None
+    assert gan_tradeoff.candidate_name(450, 1.0) == "step450" and gan_tradeoff.candidate_name(450, 0.6) == "step450-a0.6"
+
+
 @pytest.mark.slow
 def test_gan_tradeoff_script_tiny(tmp_path, shared_datasets):
     hr = tmp_path / "hr"
@@ -76,3 +88,19 @@ def test_gan_tradeoff_script_tiny(tmp_path, shared_datasets):
     bad = subprocess.run([*base, "--steps", "2"], capture_output=True, text=True, cwd=REPO)
     assert bad.returncode != 0 and not (out / "records" / "step2.json").exists()
     assert "already at step 3; step 2 has no snapshot" in bad.stderr
+
+    # --alphas: interpolations of each snapshot are scored on the selection set only, one is chosen
+    # there, and only the chosen one is scored on the reported sets.
+    sel = [*base, "--steps", "1", "3", "--alphas", "0.5", "--select-data", str(shared_datasets / "benchmark"),
+           "--select-set", "Set14", "--select-max-psnr-drop", "100"]
+    done = subprocess.run(sel, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    names = {"step1", "step1-a0.5", "step3", "step3-a0.5"}
+    assert {p.stem[7:] for p in (out / "records").glob("select-step*.json")} == names
+    assert read_provenance(run_dir / "snapshots" / "step3-a0.5.safetensors")["interpolation"]["alpha"] == 0.5
+    table = (out / "tradeoff.md").read_text()
+    chosen = table.split("Chosen: **")[1].split("**")[0]
+    assert chosen in names and f"| **{chosen}** |" in table
+    assert json.loads((out / "records" / f"{chosen}.json").read_text())["Set5"]["niqe"] > 0
+    scored = {p.stem for p in (out / "records").glob("step*-a*.json")}
+    assert scored <= {chosen}  # the other interpolations never saw the reported sets

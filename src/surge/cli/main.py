@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "compare": "Write a markdown table and zoomed-crop figure comparing models.",
     "train": "Train a model from an experiment config.",
     "export": "Export a model to ONNX.",
+    "interpolate": "Blend two models' weights (network interpolation): PSNR model + its GAN fine-tune.",
     "degrade": "Make a real-world benchmark: blurred, noisy, JPEG-compressed LR from benchmark sets' HR.",
 }
 
