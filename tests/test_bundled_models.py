@@ -32,7 +32,7 @@ TOLERANCE = 1e-4  # max abs difference on [0, 1], fp32 on CPU (rewrites and thre
 # The training chain of each bundled model, oldest run first (docs/models.md).
 CHAINS = {
     "surge-x4-psnr": ["cpu-psnr", "cpu-psnr-ft"],
-    "surge-x4": ["cpu-psnr", "cpu-psnr-ft", "cpu-gan"],
+    "surge-x4": ["cpu-psnr", "cpu-psnr-ft", "cpu-gan-invariant"],
     "surge-x4-real": ["cpu-psnr", "cpu-psnr-ft", "cpu-real-psnr", "cpu-real-gan"],
 }
 SHIPPED = [name for name in CHAINS if bundled_path(name) is not None]
@@ -88,13 +88,21 @@ def test_bundled_provenance_describes_that_file(name):
     for r in runs:  # each run's steps, and its own validation score at its last step, as its log records them
         last_step, val = _log(r["experiment"])
         assert (r["tag"], r["steps"]) == ("last", last_step)
-        # None where the run stopped on its time budget between validations
-        assert r["val_psnr_y"] == (pytest.approx(val[last_step], abs=1e-4) if last_step in val else None)
+        if "interpolation" in r:  # blended weights: the run's validation score was measured on other weights
+            assert r["val_psnr_y"] is None
+        else:  # None where the run stopped on its time budget between validations
+            assert r["val_psnr_y"] == (pytest.approx(val[last_step], abs=1e-4) if last_step in val else None)
         recorded_config = json.loads((REPO / "docs" / "results" / "training" / r["experiment"] / "config.json").read_text())
         assert r["config"] == recorded_config
         assert ("lineage" in r) == (r is prov)
     assert prov["total_steps"] == total_steps(prov) == sum(r["steps"] for r in runs)
-    assert prov["total_steps"] == {"surge-x4-psnr": 7000, "surge-x4": 7300, "surge-x4-real": 8402}[name]  # the model card's figures
+    assert prov["total_steps"] == {"surge-x4-psnr": 7000, "surge-x4": 7600, "surge-x4-real": 8402}[name]  # the model card's figures
+    if "interpolation" in prov:  # a blend of a bundled model and the last run's weights (surge interpolate)
+        blend = prov["interpolation"]
+        assert (blend["b"]["experiment"], blend["b"]["steps"]) == (prov["experiment"], prov["steps"])
+        parent = read_provenance(bundled_path(Path(blend["a"]["file"]).stem))
+        assert (blend["a"]["experiment"], blend["a"]["steps"]) == (parent["experiment"], parent["steps"])
+        assert 0 < blend["alpha"] < 1
     recorded = json.loads((REPO / "docs" / "results" / f"{name}.json").read_text())
     for set_name, r in recorded.items():
         assert prov["scores"][set_name]["psnr_y"] == pytest.approx(r["psnr_y"], abs=1e-4)
@@ -171,4 +179,4 @@ def test_info_shows_the_lineage_on_one_line(capsys):
     assert main(["info", "surge-x4"]) == 0
     out = capsys.readouterr().out
     assert "lineage:                  cpu-psnr (4400 steps) -> cpu-psnr-ft (2600 steps)\n" in out
-    assert "total_steps:              7300" in out
+    assert "total_steps:              7600" in out

@@ -23,7 +23,7 @@ from surge.models.generator import SuRGeGenerator
 # Bundled models, best first: the default model of every command is the first one whose
 # weights ship with the installed package, falling back to bicubic.
 BUNDLED: dict[str, str] = {
-    "surge-x4": "SuRGe adversarial stage (WGAN-GP + JS + GW + L1), trained on the 291 images",
+    "surge-x4": "SuRGe adversarial stage (WGAN-GP + JS + GW + L1, invariant dynamic weights), 0.8 blend with surge-x4-psnr: sharper texture; trained on the 291 images",
     "surge-x4-psnr": "SuRGe PSNR-oriented stage (L1), trained on the 291 images",
     "surge-x4-real": "for real photos (JPEG, noise, blur): surge-x4-psnr fine-tuned on real-world degradations (L1, then SuRGe adversarial)",
     "surge-x4-gpu": "paper configuration trained on a GPU",
