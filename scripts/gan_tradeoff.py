@@ -243,7 +243,7 @@ def main(argv=None) -> int:
     p.add_argument("--alphas", nargs="*", type=float, default=[],
                    help="interpolation weights of each snapshot against the reference (1 = the snapshot itself)")
     p.add_argument("--select-data", help="root of the selection set (not one of the reported sets)")
-    p.add_argument("--select-set", default="skimage8")
+    p.add_argument("--select-set", default="select25")
     p.add_argument("--select-max-psnr-drop", type=float, default=1.0)
     args = p.parse_args(argv)
     if args.steps != sorted(set(args.steps)) or any(n < 1 for n in args.steps):

@@ -1,15 +1,20 @@
-"""A small model-selection set that is not a benchmark: eight scikit-image photos, x4 bicubic LR.
+"""A model-selection set that is not a reported benchmark: natural photos, x4 bicubic LR.
 
     python scripts/make_val_photos.py --out runs/val-photos
-    surge eval --model M --data runs/val-photos --sets skimage8 --metrics psnr ssim niqe
+    surge eval --model M --data runs/val-photos --sets select25 --metrics psnr ssim niqe
 
 Choices made on Set5/Set14/BSD100 would be tuned to the sets we report, so knobs that are not
-trained (the GAN snapshot, the interpolation alpha of `surge interpolate`) are chosen on these
-instead: astronaut, chelsea, coffee, rocket (colour photos), camera (gray), grass, gravel, brick
-(textures, where a GAN stage matters most), from ``skimage.data`` (bundled with scikit-image, no
-download; see its documentation for each image's licence). Gray images are stored as RGB with
-R = G = B. Layout as ``../shared/datasets/benchmark``: ``HR/<name>.png`` cropped to a multiple of
-4, ``LR_bicubic_X4/<name>x4.png`` by the MATLAB-exact bicubic (``surge.imaging.imresize``).
+trained (the GAN snapshot, the interpolation alpha of `surge interpolate`) are chosen on this set
+instead. It holds 25 natural photos, NIQE's domain (its pristine model was fitted on natural
+scenes): astronaut, chelsea, coffee, rocket and camera (gray, stored as RGB with R = G = B) from
+``skimage.data`` (bundled with scikit-image, no download; see its documentation for each image's
+licence), and every 10th image of the BSD200 training folder (sorted by name). Those 20 were seen
+in training, which flatters every candidate alike; no test image is used. Texture images
+(``skimage.data`` grass, gravel, brick) were tried first and dropped: NIQE is out of its domain
+there (gravel moved from 10.5 to 17.0 between two neighbouring GAN checkpoints).
+
+Layout as ``../shared/datasets/benchmark``: ``HR/<name>.png`` cropped to a multiple of 4,
+``LR_bicubic_X4/<name>x4.png`` by the MATLAB-exact bicubic (``surge.imaging.imresize``).
 """
 
 from __future__ import annotations
@@ -23,31 +28,42 @@ from skimage import data
 
 from surge.imaging.bicubic import imresize
 
-NAMES = ("astronaut", "chelsea", "coffee", "rocket", "camera", "grass", "gravel", "brick")
-SET = "skimage8"
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera")
+SET = "select25"
 
 
-def photo(name: str) -> np.ndarray:
-    image = getattr(data, name)()
+def _rgb_mod4(image: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
     h, w = image.shape[0] // 4 * 4, image.shape[1] // 4 * 4
     return np.ascontiguousarray(image[:h, :w, :3])
 
 
+def images(train_dir: Path, every: int) -> dict[str, np.ndarray]:
+    out = {name: _rgb_mod4(getattr(data, name)()) for name in PHOTOS}
+    files = sorted(p for p in train_dir.iterdir() if p.suffix.lower() in (".png", ".bmp", ".jpg"))
+    if not files:
+        raise SystemExit(f"{train_dir}: no training images found")
+    for path in files[::every]:
+        with Image.open(path) as im:
+            out[f"train-{path.stem}"] = _rgb_mod4(np.asarray(im.convert("RGB")))
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="runs/val-photos", help="root folder; the set is written to OUT/skimage8")
+    p.add_argument("--out", default="runs/val-photos", help="root folder; the set is written to OUT/select25")
+    p.add_argument("--train-dir", default="../shared/datasets/train/BSD200")
+    p.add_argument("--every", type=int, default=10, help="take every N-th training image")
     args = p.parse_args(argv)
     root = Path(args.out) / SET
     (root / "HR").mkdir(parents=True, exist_ok=True)
     (root / "LR_bicubic_X4").mkdir(exist_ok=True)
-    for name in NAMES:
-        hr = photo(name)
-        lr = imresize(hr, 0.25)
+    chosen = images(Path(args.train_dir), args.every)
+    for name, hr in chosen.items():
         Image.fromarray(hr).save(root / "HR" / f"{name}.png")
-        Image.fromarray(lr).save(root / "LR_bicubic_X4" / f"{name}x4.png")
-    print(f"wrote {len(NAMES)} HR/LR pairs to {root}")
+        Image.fromarray(imresize(hr, 0.25)).save(root / "LR_bicubic_X4" / f"{name}x4.png")
+    print(f"wrote {len(chosen)} HR/LR pairs to {root}")
     return 0
 
 
