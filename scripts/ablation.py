@@ -52,6 +52,10 @@ def rows(psnr_weights: str, gan_steps: int, scratch_minutes: float, gan_batch: i
     return [
         Row("L1 only", "configs/cpu-psnr.toml", (*ft, "optim.lr_g=5e-5", "optim.warmup_steps=0", "optim.schedule=\"constant\""), "loss terms"),
         Row("+ adversarial (WGAN-GP)", "configs/cpu-gan.toml", (*ft, *off), "loss terms"),
+        # The combined rows give the adversarial term a weight below 1 (fixed: 1/3); this control
+        # separates "JS/GW help" from "less adversarial pressure".
+        Row("+ adversarial, fixed weight 1/3", "configs/cpu-gan.toml",
+            (*ft, *off, 'loss.combination="fixed"', "loss.fixed_weights={adv=0.3333}"), "loss terms"),
         Row("+ JS (invariant weights)", "configs/cpu-gan.toml", (*ft, "loss.gw=false", invariant), "loss terms"),
         Row("+ GW (SuRGe, invariant weights)", "configs/cpu-gan.toml", (*ft, invariant), "loss terms"),
         Row("SuRGe, paper dynamic weights", "configs/cpu-gan.toml", ft, "loss terms"),
