@@ -22,11 +22,13 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 
 def _model_file(name: str) -> Path:
-    from surge.models.registry import BUNDLED, bundled_path
+    from surge.models.registry import BUILTIN, BUNDLED, bundled_path
 
     path = Path(name)
     if path.is_file():
         return path
+    if name in BUILTIN:
+        raise SurgeError(f"{name}: a built-in model without weights; give a bundled model or a .safetensors file")
     if name in BUNDLED:
         found = bundled_path(name)
         if found is None:
