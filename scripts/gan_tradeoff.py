@@ -68,22 +68,13 @@ def train_to(config: str, run_dir: Path, steps: int, extra: list[str], surge: li
     return snapshot
 
 
-def score(model: str, json_path: Path, args, surge: list[str]) -> None:
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    run([*surge, "eval", "--model", model, "--data", args.data, "--sets", *args.sets,
-         "--metrics", "psnr", "ssim", "niqe", "--json", str(json_path)])
-
-
-def model_file(name: str) -> Path:
-    path = Path(name)
-    if path.is_file():
-        return path
-    from surge.models.registry import bundled_path
-
-    found = bundled_path(name)
-    if found is None:
-        raise SystemExit(f"{name}: no such model file or bundled model")
-    return found
+def score(model: str, json_path: Path, data: str, sets: list[str], surge: list[str]) -> dict:
+    """``surge eval --metrics psnr ssim niqe`` of ``model`` into ``json_path``, unless already there; its scores."""
+    if not json_path.exists():
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        run([*surge, "eval", "--model", model, "--data", data, "--sets", *sets,
+             "--metrics", "psnr", "ssim", "niqe", "--json", str(json_path)])
+    return json.loads(json_path.read_text())
 
 
 def candidate_name(step: int, alpha: float) -> str:
@@ -167,17 +158,14 @@ def plot(reference: dict, points: dict[int, dict], sets: list[str], path: Path, 
     fig.savefig(path, dpi=110)
 
 
-def score_on(model: str, json_path: Path, data: str, set_name: str, surge: list[str]) -> dict:
-    if not json_path.exists():
-        run([*surge, "eval", "--model", model, "--data", data, "--sets", set_name,
-             "--metrics", "psnr", "ssim", "niqe", "--json", str(json_path)])
-    return json.loads(json_path.read_text())
+def choose(args, run_dir: Path, records: Path, surge: list[str]) -> tuple[str | None, dict, dict[str, dict]]:
+    """Score every snapshot and interpolation on the selection set and pick one; score the pick on the
+    reported sets. Returns (the pick, the reference's selection scores, every candidate's)."""
+    from surge.models.registry import weights_file
 
-
-def choose(args, run_dir: Path, records: Path, surge: list[str]) -> str | None:
-    """Score every snapshot and interpolation on the selection set; score the chosen one on the reported sets."""
-    reference_file = model_file(args.reference)
-    ref = score_on(str(reference_file), records / "select-reference.json", args.select_data, args.select_set, surge)
+    reference_file = weights_file(args.reference)
+    sel = (args.select_data, [args.select_set], surge)
+    ref = score(str(reference_file), records / "select-reference.json", *sel)
     candidates = {}
     for steps in args.steps:
         snapshot = run_dir / "snapshots" / f"step{steps}.safetensors"
@@ -188,24 +176,24 @@ def choose(args, run_dir: Path, records: Path, surge: list[str]) -> str | None:
                 model = run_dir / "snapshots" / f"{name}.safetensors"
                 if not model.exists():
                     run([*surge, "interpolate", str(reference_file), str(snapshot), "--alpha", f"{alpha:g}", "-o", str(model)])
-            candidates[name] = score_on(str(model), records / f"select-{name}.json", args.select_data, args.select_set, surge)
+            candidates[name] = score(str(model), records / f"select-{name}.json", *sel)
     chosen = select(ref, candidates, args.select_set, args.select_max_psnr_drop)
-    if chosen is not None and "-a" in chosen:
-        score(str(run_dir / "snapshots" / f"{chosen}.safetensors"), records / f"{chosen}.json", args, surge)
-    return chosen
+    if chosen is not None:  # a raw snapshot's benchmark scores are already there: nothing is rerun
+        score(str(run_dir / "snapshots" / f"{chosen}.safetensors"), records / f"{chosen}.json", args.data, args.sets, surge)
+    return chosen, ref, candidates
 
 
-def write_selection(reference: dict, chosen: str, args, records: Path, path: Path) -> None:
+def write_selection(reference: dict, chosen: str, ref_sel: dict, candidates: dict[str, dict], args, records: Path,
+                    path: Path) -> None:
     sel = args.select_set
-    ref = json.loads((records / "select-reference.json").read_text())[sel]
+    ref = ref_sel[sel]
     lines = ["", f"## Selection on {sel} (not a reported set)", "",
              f"Rule: the lowest {sel} NIQE among the candidates whose {sel} PSNR-Y is at most "
              f"{args.select_max_psnr_drop} dB below the reference's ({ref['psnr_y']:.2f} dB, NIQE {ref['niqe']:.3f}).",
              "", f"| candidate | {sel} PSNR-Y | {sel} NIQE | eligible |", "|---|---|---|---|"]
-    for p in sorted(records.glob("select-step*.json"), key=lambda p: _candidate_key(p.stem[7:])):
-        r = json.loads(p.read_text())[sel]
+    for name in sorted(candidates, key=_candidate_key):
+        r = candidates[name][sel]
         ok = r["psnr_y"] >= ref["psnr_y"] - args.select_max_psnr_drop
-        name = p.stem[7:]
         lines.append(f"| {'**' + name + '**' if name == chosen else name} | {r['psnr_y']:.2f} | {r['niqe']:.3f} | "
                      f"{'yes' if ok else 'no'} |")
     res = json.loads((records / f"{chosen}.json").read_text())
@@ -256,20 +244,20 @@ def main(argv=None) -> int:
     out, run_dir = Path(args.out), Path(args.run_dir)
     surge = [sys.executable, "-m", "surge.cli.main"]
     records = out / "records"
-    if not (records / "reference.json").exists():
-        score(args.reference, records / "reference.json", args, surge)
+    score(args.reference, records / "reference.json", args.data, args.sets, surge)
     for steps in args.steps:
         if (records / f"step{steps}.json").exists():
             continue
         snapshot = run_dir / "snapshots" / f"step{steps}.safetensors"
         if not snapshot.exists():
             snapshot = train_to(args.config, run_dir, steps, args.extra, surge)
-        score(str(snapshot), records / f"step{steps}.json", args, surge)
-    chosen = choose(args, run_dir, records, surge) if args.select_data else None
+        score(str(snapshot), records / f"step{steps}.json", args.data, args.sets, surge)
+    chosen, ref_sel, candidates = choose(args, run_dir, records, surge) if args.select_data else (None, {}, {})
+    # The curve shows every snapshot recorded in the folder, also those of earlier invocations.
     reference, points = load_records(out)
     write_table(reference, points, args, out / "tradeoff.md")
     if chosen is not None:
-        write_selection(reference, chosen, args, records, out / "tradeoff.md")
+        write_selection(reference, chosen, ref_sel, candidates, args, records, out / "tradeoff.md")
     chosen_res = (chosen, json.loads((records / f"{chosen}.json").read_text())) if chosen else None
     plot(reference, points, args.sets, out / "tradeoff.png", chosen_res)
     return 0

@@ -15,3 +15,28 @@ def shared_datasets() -> Path:
     if not (SHARED_DATASETS / "benchmark").is_dir():
         pytest.skip(f"benchmark data not found at {SHARED_DATASETS} (only present on the project's dev/CI machines)")
     return SHARED_DATASETS
+
+
+@pytest.fixture
+def tiny_gan_run(tmp_path) -> tuple[Path, list[str]]:
+    """For end-to-end runs of the training scripts in seconds: ``(start weights, overrides)``.
+
+    The start file is an untrained ``surge-tiny`` generator (standing in for PSNR-stage weights);
+    the ``surge train`` overrides select that generator, a tiny critic and four random 48x40 HR
+    images, with no validation set.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from surge.models import GENERATOR_PRESETS, SuRGeGenerator
+    from surge.models.files import save_model
+
+    hr = tmp_path / "hr"
+    hr.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray((rng.random((48, 40, 3)) * 255).astype(np.uint8)).save(hr / f"{i}.png")
+    init = save_model(SuRGeGenerator(GENERATOR_PRESETS["surge-tiny"]), tmp_path / "init.safetensors")
+    overrides = ['generator.preset="surge-tiny"', f'data.train_dirs=["{hr}"]', "data.hr_size=32", "data.batch_size=4",
+                 'data.val_dir=""', "critic.width=8", "critic.max_width=16", "critic.stages=2", "critic.hidden=16"]
+    return init, overrides

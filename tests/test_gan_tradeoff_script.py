@@ -6,12 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from surge.models import GENERATOR_PRESETS, SuRGeGenerator
-from surge.models.files import read_provenance, save_model
+from surge.models.files import read_provenance
 
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("gan_tradeoff", REPO / "scripts" / "gan_tradeoff.py")
@@ -51,17 +48,10 @@ def test_selection_takes_the_most_natural_candidate_within_the_psnr_budget():
 
 
 @pytest.mark.slow
-def test_gan_tradeoff_script_tiny(tmp_path, shared_datasets):
-    hr = tmp_path / "hr"
-    hr.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        Image.fromarray((rng.random((48, 40, 3)) * 255).astype(np.uint8)).save(hr / f"{i}.png")
-    init = save_model(SuRGeGenerator(GENERATOR_PRESETS["surge-tiny"]), tmp_path / "init.safetensors")
+def test_gan_tradeoff_script_tiny(tmp_path, shared_datasets, tiny_gan_run):
+    init, overrides = tiny_gan_run
     out, run_dir = tmp_path / "out", tmp_path / "run"
-    extra = [f'train.init_from="{init}"', 'generator.preset="surge-tiny"', f'data.train_dirs=["{hr}"]',
-             "data.hr_size=32", "data.batch_size=4", 'data.val_dir=""', "critic.width=8", "critic.max_width=16",
-             "critic.stages=2", "critic.hidden=16", 'loss.combination="dynamic-invariant"']
+    extra = [f'train.init_from="{init}"', *overrides, 'loss.combination="dynamic-invariant"']
     base = [sys.executable, str(REPO / "scripts" / "gan_tradeoff.py"), "configs/cpu-gan.toml", "--run-dir", str(run_dir),
             "--reference", str(init), "--sets", "Set5", "--target-sets", "Set5",
             "--data", str(shared_datasets / "benchmark"), "--out", str(out), "--extra", *extra]

@@ -78,7 +78,9 @@ def test_cli(pair, tmp_path, capsys):
     assert "missing.safetensors: no such model file or bundled model" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists()
     assert cli(["interpolate", "bicubic", str(b), "--alpha", "0.5", "-o", str(tmp_path / "x.safetensors")]) == 2
-    assert "bicubic: a built-in model without weights" in capsys.readouterr().err
+    assert "bicubic: has no weights file" in capsys.readouterr().err
+    assert cli(["interpolate", str(a), "surge-tiny", "--alpha", "0.5", "-o", str(tmp_path / "x.safetensors")]) == 2
+    assert "surge-tiny: has no weights file" in capsys.readouterr().err  # an untrained preset
     assert all(t.dtype == torch.float32 for t in state.values())  # fp16 storage is cast back on load
 
 

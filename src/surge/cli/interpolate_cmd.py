@@ -21,31 +21,16 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
 
 
-def _model_file(name: str) -> Path:
-    from surge.models.registry import BUILTIN, BUNDLED, bundled_path
-
-    path = Path(name)
-    if path.is_file():
-        return path
-    if name in BUILTIN:
-        raise SurgeError(f"{name}: a built-in model without weights; give a bundled model or a .safetensors file")
-    if name in BUNDLED:
-        found = bundled_path(name)
-        if found is None:
-            raise SurgeError(f"{name}: bundled model is not shipped in this install")
-        return found
-    raise SurgeError(f"{name}: no such model file or bundled model")
-
-
 def run(args) -> int:
     import torch
 
     from surge.models.interpolation import save_interpolation
+    from surge.models.registry import weights_file
 
     out = Path(args.output)
     if out.suffix.lower() != ".safetensors":
         raise SurgeError(f"{out}: output file must end in .safetensors")
-    a, b = _model_file(args.a), _model_file(args.b)
+    a, b = weights_file(args.a), weights_file(args.b)
     if out.exists() and not args.overwrite:
         raise SurgeError(f"{out}: exists; use --overwrite to replace it")
     save_interpolation(a, b, args.alpha, out, dtype=torch.float16 if args.fp16 else None)

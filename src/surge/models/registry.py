@@ -161,6 +161,28 @@ def bundled_path(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def weights_file(name: str | Path) -> Path:
+    """The weights file behind a model name: a bundled model's installed file, or a path to one.
+
+    For commands that read weights rather than run a model (`surge interpolate`, scripts). Raises
+    :class:`ModelFileError` for names without weights (built-in bicubic, untrained presets).
+    """
+    name = str(name)
+    if name == "default":
+        name = default_model_name()
+    if name in BUILTIN or name in GENERATOR_PRESETS:
+        raise ModelFileError(f"{name}: has no weights file (a built-in model or an untrained preset)")
+    if name in BUNDLED:
+        path = bundled_path(name)
+        if path is None:
+            raise ModelFileError(f"{name}: bundled model's weights are not in this installation (see `surge models`)")
+        return path
+    path = Path(name)
+    if not path.is_file():
+        raise ModelFileError(f"{name}: no such model file or bundled model")
+    return path
+
+
 def available_models() -> list[dict]:
     """Every model name `surge` accepts, with its kind and whether it can run now."""
     rows = [{"name": n, "kind": "built-in", "available": True, "description": d} for n, d in BUILTIN.items()]
@@ -213,9 +235,7 @@ def _load(name_or_path: str | Path | None) -> SRModel:
             description=BUILTIN[name],
         )
     if name in BUNDLED:
-        path = bundled_path(name)
-        if path is None:
-            raise ModelFileError(f"{name}: bundled model's weights are not in this installation (see `surge models`)")
+        path = weights_file(name)
         return _from_file(path, name, f"bundled ({path.name})", BUNDLED[name])
     if name in GENERATOR_PRESETS:
         cfg = GENERATOR_PRESETS[name]
