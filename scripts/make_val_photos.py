@@ -13,8 +13,8 @@ in training, which flatters every candidate alike; no test image is used. Textur
 (``skimage.data`` grass, gravel, brick) were tried first and dropped: NIQE is out of its domain
 there (gravel moved from 10.5 to 17.0 between two neighbouring GAN checkpoints).
 
-Layout as ``../shared/datasets/benchmark``: ``HR/<name>.png`` cropped to a multiple of 4,
-``LR_bicubic_X4/<name>x4.png`` by the MATLAB-exact bicubic (``surge.imaging.imresize``).
+Only ``<out>/select25/HR/<name>.png`` is written (RGB, as decoded): `surge eval` crops an HR-only
+set to a multiple of 4 and makes its LR with the MATLAB-exact bicubic, as for the benchmarks.
 """
 
 from __future__ import annotations
@@ -26,27 +26,22 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
-from surge.imaging.bicubic import imresize
-
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera")
 SET = "select25"
 
 
-def _rgb_mod4(image: np.ndarray) -> np.ndarray:
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    h, w = image.shape[0] // 4 * 4, image.shape[1] // 4 * 4
-    return np.ascontiguousarray(image[:h, :w, :3])
+def _rgb(image: np.ndarray) -> np.ndarray:
+    return np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image[:, :, :3]
 
 
 def images(train_dir: Path, every: int) -> dict[str, np.ndarray]:
-    out = {name: _rgb_mod4(getattr(data, name)()) for name in PHOTOS}
+    out = {name: _rgb(getattr(data, name)()) for name in PHOTOS}
     files = sorted(p for p in train_dir.iterdir() if p.suffix.lower() in (".png", ".bmp", ".jpg"))
     if not files:
         raise SystemExit(f"{train_dir}: no training images found")
     for path in files[::every]:
         with Image.open(path) as im:
-            out[f"train-{path.stem}"] = _rgb_mod4(np.asarray(im.convert("RGB")))
+            out[f"train-{path.stem}"] = np.asarray(im.convert("RGB"))
     return out
 
 
@@ -56,14 +51,12 @@ def main(argv=None) -> int:
     p.add_argument("--train-dir", default="../shared/datasets/train/BSD200")
     p.add_argument("--every", type=int, default=10, help="take every N-th training image")
     args = p.parse_args(argv)
-    root = Path(args.out) / SET
-    (root / "HR").mkdir(parents=True, exist_ok=True)
-    (root / "LR_bicubic_X4").mkdir(exist_ok=True)
+    root = Path(args.out) / SET / "HR"
+    root.mkdir(parents=True, exist_ok=True)
     chosen = images(Path(args.train_dir), args.every)
     for name, hr in chosen.items():
-        Image.fromarray(hr).save(root / "HR" / f"{name}.png")
-        Image.fromarray(imresize(hr, 0.25)).save(root / "LR_bicubic_X4" / f"{name}x4.png")
-    print(f"wrote {len(chosen)} HR/LR pairs to {root}")
+        Image.fromarray(hr).save(root / f"{name}.png")
+    print(f"wrote {len(chosen)} HR images to {root} (surge eval makes their x4 LR)")
     return 0
 
 

@@ -94,3 +94,27 @@ def test_gan_tradeoff_script_tiny(tmp_path, shared_datasets, tiny_gan_run):
     assert json.loads((out / "records" / f"{chosen}.json").read_text())["Set5"]["niqe"] > 0
     scored = {p.stem for p in (out / "records").glob("step*-a*.json")}
     assert scored <= {chosen}  # the other interpolations never saw the reported sets
+
+
+def test_make_val_photos_writes_rgb_hr_that_surge_eval_reads(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from surge.evaluation.datasets import discover_set
+
+    spec = importlib.util.spec_from_file_location("make_val_photos", REPO / "scripts" / "make_val_photos.py")
+    make_val_photos = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_val_photos)
+    train = tmp_path / "train"
+    train.mkdir()
+    for i in range(5):
+        Image.fromarray(np.full((41, 37), 40 * i, np.uint8)).save(train / f"{i}.png")  # gray, odd sizes
+    assert make_val_photos.main(["--out", str(tmp_path / "out"), "--train-dir", str(train), "--every", "2"]) == 0
+    hr = tmp_path / "out" / "select25" / "HR"
+    names = sorted(p.stem for p in hr.iterdir())
+    assert names == sorted([*make_val_photos.PHOTOS, "train-0", "train-2", "train-4"])
+    for path in hr.iterdir():
+        with Image.open(path) as im:
+            assert im.mode == "RGB"
+    found = discover_set(tmp_path / "out" / "select25")
+    assert (len(found.pairs), found.skipped, found.lr_source) == (len(names), [], "bicubic from HR")
