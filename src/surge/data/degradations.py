@@ -127,6 +127,13 @@ class DegradationConfig:
     ``second.jpeg_range`` is the final JPEG's quality range. ``clean_prob``: share of samples that
     keep the clean MATLAB-bicubic LR instead, so a model for real photos stays faithful on clean
     input too (a model trained on degraded LR only over-sharpens clean LR).
+
+    ``antialias_prob``: chance that a bilinear/bicubic resize is antialiased (torch's
+    ``antialias=True``: the kernel widened by the downscale factor, as MATLAB, Pillow, browsers
+    and camera pipelines resample). Real-ESRGAN never antialiases (0, the default), so its
+    4x downscales point-sample the image: the LR keeps aliased detail that photos downscaled by
+    any common software, or integrated by a sensor, do not have. ``area`` is a box average and
+    always antialiased. At 0 no random number is drawn for it, so older recipes give the same LR.
     """
 
     first: OrderConfig = field(default_factory=OrderConfig)
@@ -134,6 +141,7 @@ class DegradationConfig:
     final_sinc_prob: float = 0.8
     resize_modes: tuple[str, ...] = RESIZE_MODES
     clean_prob: float = 0.0
+    antialias_prob: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("first", "second"):
@@ -144,6 +152,7 @@ class DegradationConfig:
                 raise ConfigError(f"data.degradation.{name} must be a table, got {type(value).__name__}")
         _probability("data.degradation.final_sinc_prob", self.final_sinc_prob)
         _probability("data.degradation.clean_prob", self.clean_prob)
+        _probability("data.degradation.antialias_prob", self.antialias_prob)
         unknown = sorted(set(self.resize_modes) - set(RESIZE_MODES)) or ([] if self.resize_modes else ["(none)"])
         if unknown:
             raise ConfigError(f"data.degradation.resize_modes: unknown {', '.join(unknown)} (known: {', '.join(RESIZE_MODES)})")
@@ -246,10 +255,10 @@ def filter2d(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return F.conv2d(x, w, groups=c)[0].numpy().transpose(1, 2, 0)
 
 
-def resize(img: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
-    """torch's area/bilinear/bicubic resize to (h, w), not antialiased: the aliasing is part of the degradation."""
+def resize(img: np.ndarray, size: tuple[int, int], mode: str, antialias: bool = False) -> np.ndarray:
+    """torch's area/bilinear/bicubic resize to (h, w); bilinear/bicubic antialiased only if asked (Real-ESRGAN never is)."""
     x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None]
-    kwargs = {} if mode == "area" else {"align_corners": False}
+    kwargs = {} if mode == "area" else {"align_corners": False, "antialias": antialias}
     y = F.interpolate(x, size=(max(1, size[0]), max(1, size[1])), mode=mode, **kwargs)
     return y[0].numpy().transpose(1, 2, 0)
 
@@ -302,34 +311,40 @@ def degrade(hr: np.ndarray, rng: np.random.Generator, cfg: DegradationConfig, sc
         raise ValueError(f"expected uint8 HxWxC with sides divisible by {scale}, got {hr.dtype} {hr.shape}")
     h, w = hr.shape[0] // scale, hr.shape[1] // scale
     x = from_uint8(hr)
-    x = _order(x, rng, cfg.first, cfg.resize_modes, base=hr.shape[:2])
-    x = _order(x, rng, cfg.second, cfg.resize_modes, base=(h, w), jpeg_last=False)
+    x = _order(x, rng, cfg.first, cfg, base=hr.shape[:2])
+    x = _order(x, rng, cfg.second, cfg, base=(h, w), jpeg_last=False)
     final_kernel = None
     if rng.random() < cfg.final_sinc_prob:
         size = int(rng.choice(np.arange(cfg.first.kernel_size[0], cfg.first.kernel_size[1] + 1, 2)))
         final_kernel = sinc_kernel(size, rng.uniform(np.pi / 3, np.pi))
     mode = cfg.resize_modes[int(rng.integers(len(cfg.resize_modes)))]
+    antialias = _draw_antialias(rng, cfg)
     quality = int(rng.integers(cfg.second.jpeg_range[0], cfg.second.jpeg_range[1] + 1))
     if rng.random() < 0.5:
-        x = jpeg(_resize_and_filter(x, (h, w), mode, final_kernel), quality)
+        x = jpeg(_resize_and_filter(x, (h, w), mode, final_kernel, antialias), quality)
     else:
-        x = _resize_and_filter(jpeg(x, quality), (h, w), mode, final_kernel)
+        x = _resize_and_filter(jpeg(x, quality), (h, w), mode, final_kernel, antialias)
     return to_uint8(x)
 
 
-def _resize_and_filter(x: np.ndarray, size: tuple[int, int], mode: str, kernel: np.ndarray | None) -> np.ndarray:
-    x = resize(x, size, mode)
+def _draw_antialias(rng: np.random.Generator, cfg: DegradationConfig) -> bool:
+    return cfg.antialias_prob > 0 and bool(rng.random() < cfg.antialias_prob)
+
+
+def _resize_and_filter(x: np.ndarray, size: tuple[int, int], mode: str, kernel: np.ndarray | None,
+                       antialias: bool = False) -> np.ndarray:
+    x = resize(x, size, mode, antialias)
     return filter2d(x, kernel) if kernel is not None else x
 
 
-def _order(x, rng, cfg: OrderConfig, modes, base: tuple[int, int], jpeg_last: bool = True) -> np.ndarray:
+def _order(x, rng, cfg: OrderConfig, top: DegradationConfig, base: tuple[int, int], jpeg_last: bool = True) -> np.ndarray:
     """One order. The resize factor is relative to ``base`` (the current size for the first order, the LR size for the second)."""
     if rng.random() < cfg.blur_prob:
         x = filter2d(x, random_kernel(rng, cfg))
     direction = int(rng.choice(3, p=np.asarray(cfg.resize_probs)))
     factor = (rng.uniform(1, cfg.resize_range[1]), rng.uniform(cfg.resize_range[0], 1), 1.0)[direction]
-    mode = modes[int(rng.integers(len(modes)))]
-    x = resize(x, (int(base[0] * factor), int(base[1] * factor)), mode)
+    mode = top.resize_modes[int(rng.integers(len(top.resize_modes)))]
+    x = resize(x, (int(base[0] * factor), int(base[1] * factor)), mode, _draw_antialias(rng, top))
     gray = rng.random() < cfg.gray_noise_prob
     if rng.random() < cfg.gaussian_noise_prob:
         x = add_gaussian_noise(x, rng, rng.uniform(*cfg.noise_range) / 255, gray)
