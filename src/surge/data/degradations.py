@@ -14,7 +14,8 @@ arXiv 2107.10833, section 3) is a *second-order* degradation model, reproduced h
 
 Differences from Real-ESRGAN: JPEG is Pillow's (integer quality, 4:2:0 chroma), not a
 differentiable JPEG; the degradation runs per sample in the data loader (numpy/torch/Pillow on
-the CPU) instead of batched on the GPU; the HR target is not USM-sharpened.
+the CPU) instead of batched on the GPU; the HR target is not USM-sharpened; bilinear/bicubic
+resizes can be antialiased (``antialias_prob``, default 0 = Real-ESRGAN's plain resize).
 
 Determinism: :func:`degrade` draws every random choice from the ``numpy.random.Generator`` it
 is given, in a fixed order, so with the data pipeline's per-sample generator the LR of sample
