@@ -48,7 +48,7 @@ def main(argv=None) -> int:
         provenance["growth"] = {"from_blocks": [cfg.blocks0, cfg.blocks1],
                                 "to_blocks": [grown.config.blocks0, grown.config.blocks1],
                                 "source": args.source.name, "seed": args.seed}
-        save_model(grown, args.output, provenance)
+        save_model(grown, args.output, provenance, replace=False)  # nor one created meanwhile
     except SurgeError as exc:
         print(f"grow_generator: error: {exc}", file=sys.stderr)
         return 2

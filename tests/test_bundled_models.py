@@ -8,7 +8,6 @@ a failure here otherwise means silent numeric drift.
 """
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
@@ -25,6 +24,8 @@ from surge.models.config import GENERATOR_PRESETS
 from surge.models.files import read_provenance, save_model, total_steps
 from surge.models.generator import SuRGeGenerator
 from surge.models.registry import bundled_path
+
+from script_loader import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "data" / "golden"
@@ -116,10 +117,7 @@ def test_bundled_provenance_describes_that_file(name):
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"scripts/{name}.py")
 
 
 def _tensors(path):

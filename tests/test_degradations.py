@@ -1,6 +1,7 @@
 """Real-world degradation model (surge.data.degradations): operators, determinism, config, loader."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -186,10 +187,12 @@ def test_antialiased_resize_removes_the_aliasing_of_a_plain_downscale(mode):
 
 def test_antialias_prob_zero_draws_nothing_and_one_changes_the_lr():
     hr = photo(64, 64)
-    plain = DegradationConfig(clean_prob=0.0)
-    # The default recipe's LR of a given generator state is unchanged by the option's existence.
-    a = degrade(hr, np.random.default_rng(5), plain)
-    np.testing.assert_array_equal(a, degrade(hr, np.random.default_rng(5), DegradationConfig(antialias_prob=0.0)))
+    # LR of the default recipe made by the implementation before antialias_prob existed (commit
+    # 5dc8c5c): an extra random draw would shift every later choice (a shifted stream differs by
+    # ~18 levels on average); the margin only allows a rare rounding flip on another CPU.
+    before = np.load(Path(__file__).parent / "data" / "degrade_default_before_antialias.npy")
+    now = np.stack([degrade(hr, np.random.default_rng(k), DegradationConfig()) for k in range(len(before))])
+    assert np.abs(now.astype(int) - before).mean() < 0.5
     aa = DegradationConfig(antialias_prob=1.0, resize_modes=("bicubic",))
     no = DegradationConfig(antialias_prob=0.0, resize_modes=("bicubic",))
     diffs = [np.abs(degrade(hr, np.random.default_rng(k), aa).astype(int) - degrade(hr, np.random.default_rng(k), no)).mean()

@@ -1,6 +1,5 @@
 """scripts/gan_tradeoff.py: the target rule, and end to end with a tiny GAN run."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -10,10 +9,10 @@ import pytest
 
 from surge.models.files import read_provenance
 
+from script_loader import load_script
+
 REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("gan_tradeoff", REPO / "scripts" / "gan_tradeoff.py")
-gan_tradeoff = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gan_tradeoff)
+gan_tradeoff = load_script("scripts/gan_tradeoff.py")
 
 
 def _scores(psnr, niqe):
@@ -102,9 +101,7 @@ def test_make_val_photos_writes_rgb_hr_that_surge_eval_reads(tmp_path):
 
     from surge.evaluation.datasets import discover_set
 
-    spec = importlib.util.spec_from_file_location("make_val_photos", REPO / "scripts" / "make_val_photos.py")
-    make_val_photos = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_val_photos)
+    make_val_photos = load_script("scripts/make_val_photos.py")
     train = tmp_path / "train"
     train.mkdir()
     for i in range(5):

@@ -1,8 +1,6 @@
 """Function-preserving growth of a generator (surge.models.growth, scripts/grow_generator.py)."""
 
 import dataclasses
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +11,7 @@ from surge.models.files import load_model_file, save_model
 from surge.models.generator import SuRGeGenerator
 from surge.models.growth import grow_generator
 
-REPO = Path(__file__).resolve().parents[1]
+from script_loader import load_script
 
 
 def trained_like(seed=0) -> SuRGeGenerator:
@@ -53,10 +51,7 @@ def test_growth_refuses_to_shrink_or_to_grow_a_normalised_network():
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("grow_generator", REPO / "scripts" / "grow_generator.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/grow_generator.py")
 
 
 def test_grow_script_keeps_the_provenance_and_never_overwrites(tmp_path, capsys):

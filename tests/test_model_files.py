@@ -134,3 +134,14 @@ def test_loading_a_model_file_stays_fast(tmp_path):
     code = ("import sys; from surge.models.files import load_model_file; load_model_file(sys.argv[1]); "
             "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo imported'")
     subprocess.run([sys.executable, "-c", code, str(path)], check=True, capture_output=True, text=True)
+
+
+def test_save_model_without_replace_keeps_an_existing_file(tmp_path):
+    net = SuRGeGenerator(GeneratorConfig(width0=8, width1=8, blocks0=1, blocks1=1))
+    path = save_model(net, tmp_path / "m.safetensors", {"experiment": "first"})
+    before = path.read_bytes()
+    with pytest.raises(ModelFileError, match="already exists"):
+        save_model(net, path, {"experiment": "second"}, replace=False)
+    assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path]  # no temp file left
+    save_model(net, path, {"experiment": "second"})  # the default replaces, atomically
+    assert load_model_file(path)[1]["experiment"] == "second"

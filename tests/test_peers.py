@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from script_loader import load_script
+
 # The peers live with the benchmark that uses them, outside the package: load them by path.
-_SPEC = importlib.util.spec_from_file_location("peers", Path(__file__).resolve().parents[1] / "benchmarks" / "peers.py")
-peers = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(peers)
+peers = load_script("benchmarks/peers.py")
 EDSR, PEERS, RRDBNet, SRVGGNetCompact, build_peer = peers.EDSR, peers.PEERS, peers.RRDBNet, peers.SRVGGNetCompact, peers.build_peer
 
 

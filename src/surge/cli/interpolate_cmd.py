@@ -33,6 +33,6 @@ def run(args) -> int:
     a, b = weights_file(args.a), weights_file(args.b)
     if out.exists() and not args.overwrite:
         raise SurgeError(f"{out}: exists; use --overwrite to replace it")
-    save_interpolation(a, b, args.alpha, out, dtype=torch.float16 if args.fp16 else None)
+    save_interpolation(a, b, args.alpha, out, dtype=torch.float16 if args.fp16 else None, replace=args.overwrite)
     print(f"wrote {out}: (1 - {args.alpha:g}) * {args.a} + {args.alpha:g} * {args.b}")
     return 0

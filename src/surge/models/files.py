@@ -52,10 +52,12 @@ def save_model(
     path: str | os.PathLike,
     provenance: dict | None = None,
     dtype: torch.dtype | None = None,
+    replace: bool = True,
 ) -> Path:
     """Write ``module``'s weights, config and provenance atomically (temp file + rename).
 
     ``dtype=torch.float16`` halves the file; floating tensors are cast back on load.
+    ``replace=False``: never replace an existing file, even one created while this one was written.
     """
     path = Path(path)
     state = {}
@@ -70,7 +72,7 @@ def save_model(
         "surge.config": json.dumps(module.config.to_dict()),
         "surge.provenance": json.dumps(provenance or {}, sort_keys=True),
     }
-    with atomic_output(path, ModelFileError) as tmp:
+    with atomic_output(path, ModelFileError, replace=replace) as tmp:
         save_file(state, tmp, metadata=metadata)
     return path
 

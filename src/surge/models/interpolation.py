@@ -58,11 +58,12 @@ def _summary(provenance: dict) -> dict:
     return {k: provenance[k] for k in keys if k in provenance}
 
 
-def save_interpolation(a, b, alpha: float, out: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+def save_interpolation(a, b, alpha: float, out: str | os.PathLike, dtype: torch.dtype | None = None,
+                       replace: bool = True) -> Path:
     """:func:`interpolate_models` written to ``out`` (atomically); ``out`` must not be A or B."""
     out = Path(out)
     for source in (Path(a), Path(b)):
         if out.exists() and source.exists() and os.path.samefile(out, source):
             raise SurgeError(f"{out}: is an input of the interpolation; write the result to another file")
     module, provenance = interpolate_models(a, b, alpha)
-    return save_model(module, out, provenance=provenance, dtype=dtype)
+    return save_model(module, out, provenance=provenance, dtype=dtype, replace=replace)
