@@ -16,6 +16,7 @@ from surge.losses import (
     JS_MODES,
     LossConfig,
     charbonnier_loss,
+    mse_loss,
     combine_losses,
     critic_loss,
     dynamic_weights,
@@ -383,6 +384,14 @@ def test_l1_and_charbonnier():
         l1_loss(sr, hr[..., :2])
 
 
+def test_mse_is_the_mean_squared_error():
+    sr, hr = torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4)
+    assert mse_loss(sr, hr).item() == pytest.approx(((sr - hr) ** 2).mean().item(), rel=1e-6)
+    assert mse_loss(hr + 0.5, hr).item() == pytest.approx(0.25, rel=1e-6)
+    with pytest.raises(ValueError, match="mse_loss.*shape"):
+        mse_loss(sr, hr[..., :2])
+
+
 # ----------------------------------------------------------------------------- combination
 
 
@@ -443,6 +452,8 @@ def test_loss_config_terms():
         ({"js": "yes"}, "loss.js "),
         ({"l1_in_combination": True}, "l1_in_combination"),
         ({"l1": True, "l1_weight": 0.0}, "l1_weight"),
+        ({"l1": True, "pixel": "l2"}, "loss.pixel must be one of l1, mse, charbonnier"),
+        ({"pixel": "mse"}, "needs loss.l1 = true"),
         ({"fixed_weights": {"js": 1.0}}, "fixed_weights"),
         ({"combination": "fixed", "fixed_weights": {"adv": 1.0, "js": 1.0}}, "gw"),
         ({"combination": "fixed", "gw": False, "fixed_weights": {"adv": 1, "js": 1, "gw": 1}}, "disabled"),

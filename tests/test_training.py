@@ -217,7 +217,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
         loss = real_l1(sr, hr)
         return loss * float("nan") if calls["n"] == 4 else loss
 
-    monkeypatch.setattr(pixel, "l1_loss", l1_that_explodes)
+    monkeypatch.setitem(pixel.PIXEL_LOSSES, "l1", l1_that_explodes)
     trainer = Trainer(cfg, tmp_path / "nan")
     with pytest.raises(TrainingDiverged, match="non-finite loss at step 4 .*l1.*last good checkpoint"):
         trainer.run()

@@ -2,7 +2,7 @@
 
 - :mod:`~surge.losses.adversarial`: WGAN-GP critic loss, gradient penalty, generator term.
 - :mod:`~surge.losses.divergence`: Jensen-Shannon (SR vs HR), Gromov-Wasserstein (LR vs SR).
-- :mod:`~surge.losses.pixel`: L1 and Charbonnier fidelity.
+- :mod:`~surge.losses.pixel`: L1, MSE and Charbonnier fidelity.
 - :mod:`~surge.losses.combine`: dynamic (paper's or offset/scale-invariant) and fixed combination, :class:`LossConfig`.
 """
 
@@ -17,10 +17,11 @@ from surge.losses.combine import (
     invariant_weights,
 )
 from surge.losses.divergence import JS_MODES, gromov_wasserstein_loss, image_distributions, js_divergence
-from surge.losses.pixel import charbonnier_loss, l1_loss
+from surge.losses.pixel import PIXEL_LOSSES, charbonnier_loss, l1_loss, mse_loss
 
 __all__ = [
     "JS_MODES",
+    "PIXEL_LOSSES",
     "TERMS",
     "LossConfig",
     "RunningScale",
@@ -36,4 +37,5 @@ __all__ = [
     "invariant_weights",
     "js_divergence",
     "l1_loss",
+    "mse_loss",
 ]

@@ -26,6 +26,7 @@ import torch
 
 from surge.errors import ConfigError
 from surge.losses.divergence import JS_MODES
+from surge.losses.pixel import PIXEL_LOSSES
 
 TERMS: tuple[str, ...] = ("adv", "js", "gw", "l1")
 Combination = Literal["dynamic", "fixed", "dynamic-invariant"]
@@ -188,6 +189,9 @@ class LossConfig:
     - ``l1``: add the L1 fidelity term (not in the paper's final objective); ``l1_in_combination``
       puts it inside the convex combination as a fourth member, otherwise it is added separately
       as ``l1_weight * L1`` (``l1_weight`` is used only then).
+    - ``pixel``: the fidelity function of that term, ``"l1"`` (default), ``"mse"`` or
+      ``"charbonnier"`` (:mod:`surge.losses.pixel`). The term keeps the key ``"l1"`` in logs,
+      weights and checkpoints whichever function it uses, so runs stay comparable and resumable.
     - ``combination``: ``"dynamic"`` (softmax of the detached losses / ``tau``, the paper's),
       ``"dynamic-invariant"`` (softmax of each term over its running scale / ``tau``, the
       adversarial term taken as the critic's Wasserstein estimate: :func:`invariant_weights`;
@@ -205,6 +209,7 @@ class LossConfig:
     l1: bool = False
     l1_in_combination: bool = False
     l1_weight: float = 1.0
+    pixel: str = "l1"
     combination: Combination = "dynamic"
     tau: float = 0.1
     fixed_weights: dict[str, float] = field(default_factory=dict)
@@ -232,6 +237,10 @@ class LossConfig:
             raise ConfigError(f"loss.js_mode must be one of {', '.join(JS_MODES)}, got {self.js_mode!r}")
         if isinstance(self.js_bins, bool) or not isinstance(self.js_bins, int) or self.js_bins < 2:
             raise ConfigError(f"loss.js_bins must be an integer >= 2, got {self.js_bins!r}")
+        if self.pixel not in PIXEL_LOSSES:
+            raise ConfigError(f"loss.pixel must be one of {', '.join(PIXEL_LOSSES)}, got {self.pixel!r}")
+        if self.pixel != "l1" and not self.l1:
+            raise ConfigError(f"loss.pixel = {self.pixel!r} needs loss.l1 = true (the pixel term)")
         if self.l1_in_combination and not self.l1:
             raise ConfigError("loss.l1_in_combination needs loss.l1 = true")
         if self.l1 and not self.l1_in_combination and self.l1_weight == 0:

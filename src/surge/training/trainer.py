@@ -299,7 +299,7 @@ class Trainer:
             terms["gw"] = divergence.gromov_wasserstein_loss(gather_batch(lr, ctx), gather_batch(sr32, ctx),
                                                              normalize=lc.gw_normalize)
         if "l1" in active:
-            terms["l1"] = pixel.l1_loss(sr32, hr)
+            terms["l1"] = pixel.PIXEL_LOSSES[lc.pixel](sr32, hr)
         if not ctx.enabled:
             return terms
         values = mean_across_ranks(terms, ctx)
