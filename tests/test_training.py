@@ -155,6 +155,56 @@ def test_config_errors_name_the_file_and_key(tmp_path, hr_dir):
     assert load_config(path, ["train.steps=9", "optim.betas=[0.5, 0.9]"]).optim.betas == (0.5, 0.9)
 
 
+def test_a_config_with_a_base_holds_only_its_differences(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "base.toml").write_text(
+        '[data]\nhr_size = 32\nbatch_size = 2\n[data.degradation]\nclean_prob = 0.2\n'
+        '[data.degradation.first]\njpeg_range = [40, 95]\nnoise_range = [1.0, 15.0]\n'
+        '[loss]\nl1 = true\nadversarial = false\njs = false\ngw = false\n'
+        '[train]\nstage = "psnr"\nsteps = 10\n'
+    )
+    (tmp_path / "sub" / "mid.toml").write_text(
+        'base = "../base.toml"\n[data.degradation.first]\njpeg_range = [30, 60]\n[train]\nsteps = 20\n'
+    )
+    (tmp_path / "child.toml").write_text('base = "sub/mid.toml"\n[train]\nname = "child"\n')
+    cfg = load_config(tmp_path / "child.toml")
+    first = cfg.data.degradation.first
+    assert first.jpeg_range == (30, 60) and first.noise_range == (1.0, 15.0)  # merged, not replaced
+    assert cfg.data.degradation.clean_prob == 0.2 and cfg.data.hr_size == 32
+    assert cfg.train.steps == 20 and cfg.train.name == "child"
+    # The same values written out in one file give the same config.
+    (tmp_path / "flat.toml").write_text(
+        '[data]\nhr_size = 32\nbatch_size = 2\n[data.degradation]\nclean_prob = 0.2\n'
+        '[data.degradation.first]\njpeg_range = [30, 60]\nnoise_range = [1.0, 15.0]\n'
+        '[loss]\nl1 = true\nadversarial = false\njs = false\ngw = false\n'
+        '[train]\nstage = "psnr"\nsteps = 20\nname = "child"\n'
+    )
+    assert load_config(tmp_path / "flat.toml").to_dict() == cfg.to_dict()
+    # Nested tables can be overridden on the command line by their full path.
+    over = load_config(tmp_path / "child.toml", ["data.degradation.first.jpeg_range=[50, 70]"])
+    assert over.data.degradation.first.jpeg_range == (50, 70)
+    with pytest.raises(ConfigError, match="data.hr_size is a value, not a table"):
+        load_config(tmp_path / "child.toml", ["data.hr_size.x=1"])
+
+
+@pytest.mark.parametrize("text, message", [
+    ('base = "missing.toml"\n', r"c\.toml: base 'missing.toml' not found"),
+    ('base = "c.toml"\n', r"c\.toml: base chain is a cycle \(c\.toml -> c\.toml\)"),
+    ("base = 3\n", r"c\.toml: base must be the path of another config file"),
+])
+def test_bad_bases_fail_naming_the_file(tmp_path, text, message):
+    (tmp_path / "c.toml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path / "c.toml")
+
+
+def test_a_base_cycle_through_two_files_is_found(tmp_path):
+    (tmp_path / "a.toml").write_text('base = "b.toml"\n')
+    (tmp_path / "b.toml").write_text('base = "a.toml"\n')
+    with pytest.raises(ConfigError, match=r"cycle \(a\.toml -> b\.toml -> a\.toml\)"):
+        load_config(tmp_path / "a.toml")
+
+
 # --- resume -----------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("gan", [True, False])

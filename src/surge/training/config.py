@@ -2,8 +2,14 @@
 
 A file has sections ``[data]``, ``[generator]``, ``[critic]``, ``[optim]``, ``[loss]``,
 ``[train]``; any value can be overridden on the command line as ``section.key=value``
-(TOML syntax for the value, e.g. ``train.steps=500`` or ``data.train_dirs=["a","b"]``).
+(TOML syntax for the value, e.g. ``train.steps=500`` or ``data.train_dirs=["a","b"]``;
+nested tables by a longer path, ``data.degradation.first.jpeg_range=[30, 60]``).
 Unknown keys and bad values fail early with a message naming the file and key.
+
+A file may start with ``base = "other.toml"`` (a path relative to the file): it then holds
+only what differs from that experiment. Tables merge key by key, at any depth; any other
+value (a number, a string, an array) replaces the base's. Bases may have bases; a cycle is an
+error. Runs record the merged result (``config.json``), so a run never depends on the chain.
 """
 
 from __future__ import annotations
@@ -184,27 +190,64 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    data = read_config_data(path)
     apply_overrides(data, overrides, str(path))
     cfg = ExperimentConfig.from_dict(data, source=str(path))
     check_runnable_here(cfg, str(path))
     return cfg
 
 
+def read_config_data(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
+    """The TOML of ``path`` merged onto its ``base`` chain (see the module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: base must be the path of another config file, got {base!r}")
+    chain = _chain + (path.resolve(),)
+    base_path = path.parent / base
+    if base_path.resolve() in chain:
+        names = " -> ".join(str(p.name) for p in chain + (base_path.resolve(),))
+        raise ConfigError(f"{path}: base chain is a cycle ({names})")
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: base {base!r} not found (looked for {base_path})")
+    return merge_tables(read_config_data(base_path, chain), data)
+
+
+def merge_tables(base: dict, child: dict) -> dict:
+    """``child`` over ``base``: tables merge recursively, anything else in ``child`` replaces."""
+    merged = dict(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_tables(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def apply_overrides(data: dict, overrides, source: str = "overrides") -> None:
     for item in overrides:
         key, sep, raw = item.partition("=")
         parts = key.strip().split(".")
-        if not sep or len(parts) != 2 or not all(parts):
+        if not sep or len(parts) < 2 or not all(parts):
             raise ConfigError(f"override {item!r} must look like section.key=value")
         try:
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw  # bare strings need no quotes on the command line
-        data.setdefault(parts[0], {})[parts[1]] = value
+        table = data
+        for depth, part in enumerate(parts[:-1]):
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"override {item!r}: {'.'.join(parts[:depth + 1])} is a value, not a table")
+        table[parts[-1]] = value
 
 
 def config_from_dict(data: dict) -> ExperimentConfig:
