@@ -42,6 +42,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    help="matlab: Y rounded as MATLAB's rgb2ycbcr on uint8 (reproduces the published tables, default); "
                         "float: unrounded Y (BasicSR)")
     p.add_argument("--crop", type=int, default=None, help="border pixels removed before measuring (default: the scale, 4)")
+    p.add_argument("--self-ensemble", action="store_true",
+                   help="average over the 8 flips/rotations of each input (8x slower; reported as '<model> +x8')")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -76,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     data = resolve_data(args.data)
     if args.crop is not None and args.crop < 0:
         raise DatasetError(f"--crop must be >= 0, got {args.crop}")
-    predictor = Predictor(surge.load_model(args.model, device=args.device), args.precision)
+    predictor = Predictor(surge.load_model(args.model, device=args.device), args.precision,
+                          self_ensemble=args.self_ensemble)
     crop = predictor.scale if args.crop is None else args.crop
     refuse_untrained(predictor.model, args.allow_untrained)
     if args.json is not None:  # before any work: the scores must not replace an image or the model

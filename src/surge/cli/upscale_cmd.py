@@ -74,6 +74,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default=None, choices=BACKENDS, help="default: onnxruntime for an .onnx --model, else torch")
     p.add_argument("--max-pixels", default=DEFAULT_MAX_PIXELS, type=_positive, metavar="N", help="refuse inputs with more pixels (default: %(default)s)")
     p.add_argument("--batch-size", default=1, type=_positive, metavar="N", help="tiles per forward pass (default: %(default)s)")
+    p.add_argument("--self-ensemble", action="store_true",
+                   help="average over the 8 flips/rotations of the input: a little more faithful, 8x slower")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-file messages (errors and warnings are still printed)")
     add_allow_untrained(p)
 
@@ -328,7 +330,7 @@ def _upscale_file(job: Job, model, args, progress: bool) -> None:
     overlap = 0 if args.overlap is None and args.tile is None else args.overlap
     try:
         result = surge.upscale(array, model=model, tile=args.tile, overlap=overlap, progress=progress,
-                               batch_size=args.batch_size, backend=args.backend)
+                               batch_size=args.batch_size, backend=args.backend, self_ensemble=args.self_ensemble)
     except SurgeError as exc:
         raise type(exc)(f"{job.source}: {exc}") from None
     if args.outscale is not None:

@@ -52,6 +52,7 @@ from surge.atomic import atomic_output as _atomic_output
 from surge.errors import DatasetError, ImageReadError, ImageWriteError, SurgeError
 from surge.evaluation import metrics, perceptual
 from surge.evaluation.datasets import BenchmarkSet, Skipped, discover_set, find_set, load_pair
+from surge.inference.ensemble import SelfEnsemble
 from surge.models.registry import SRModel, load_model
 
 DEFAULT_SETS = ("Set5", "Set14", "BSD100")
@@ -234,8 +235,11 @@ class Predictor:
         model: str | os.PathLike | SRModel | nn.Module,
         precision: str = "fp32",
         device: str | torch.device | None = "auto",
+        self_ensemble: bool = False,
     ):
-        """``device`` applies to a model loaded here by name; an SRModel runs on its own."""
+        """``device`` applies to a model loaded here by name; an SRModel runs on its own.
+        ``self_ensemble`` averages the eight flips and rotations (``surge.inference.ensemble``);
+        the name then says so ("<model> +x8"), as papers mark such results."""
         self._module: nn.Module | None = None
         self._function: Callable[[np.ndarray], np.ndarray] | None = None
         if isinstance(model, nn.Module):
@@ -245,8 +249,12 @@ class Predictor:
             if not isinstance(model, SRModel):
                 model = load_model(str(model), device=device or "auto")
             self._engine = model._engine(precision)
+        if self_ensemble:
+            if self._engine is None:
+                raise SurgeError("self-ensemble needs a surge model (an SRModel or a name), not a bare module")
+            self._engine = SelfEnsemble(self._engine)
         if self._engine is not None:
-            self.name = self._engine.model.name
+            self.name = self._engine.model.name + (" +x8" if self_ensemble else "")
             self.scale = int(self._engine.scale)
         else:
             self.name = type(self._module).__name__
@@ -261,7 +269,9 @@ class Predictor:
     def describe(self) -> str:
         """"surge-x4 (x4, fp32 on cpu)": what is being measured, for logs and tables."""
         if self._engine is not None:
-            return f"{self.name} (x{self.scale}, {self._engine.precision} on {self._engine.device})"
+            ensemble = ", self-ensemble x8" if isinstance(self._engine, SelfEnsemble) else ""
+            name = self._engine.model.name
+            return f"{name} (x{self.scale}, {self._engine.precision} on {self._engine.device}{ensemble})"
         return f"{self.name} (x{self.scale})"
 
     @property
