@@ -35,7 +35,19 @@ CHAINS = {
     "surge-x4-psnr": ["cpu-psnr", "cpu-psnr-ft"],
     "surge-x4": ["cpu-psnr", "cpu-psnr-ft", "cpu-gan-invariant"],
     "surge-x4-real": ["cpu-psnr", "cpu-psnr-ft", "cpu-real-psnr", "cpu-real-gan"],
+    "surge-x4-real-psnr": ["cpu-psnr", "cpu-psnr-ft", "cpu-real-psnr", "cpu-real-psnr-aa", "cpu-real-psnr-grown",
+                           "cpu-real-psnr-mse"],
 }
+# Where each run's record (config.json, log.csv) is kept: the shipped models' training folders,
+# then the real-world sessions' folders (runs that were experiments first).
+RECORD_DIRS = [REPO / "docs" / "results" / "training", *sorted((REPO / "docs" / "results" / "real-world").glob("session*"))]
+
+
+def _record_dir(run: str) -> Path:
+    for root in RECORD_DIRS:
+        if (root / run / "log.csv").is_file():
+            return root / run
+    raise AssertionError(f"no record folder with a log.csv for run {run!r} under {[str(r) for r in RECORD_DIRS]}")
 SHIPPED = [name for name in CHAINS if bundled_path(name) is not None]
 
 
@@ -72,7 +84,7 @@ def test_set5_rescore_matches_the_recorded_figures(name, shared_datasets):
 
 
 def _log(run: str) -> tuple[int, dict[int, float]]:
-    with (REPO / "docs" / "results" / "training" / run / "log.csv").open() as f:
+    with (_record_dir(run) / "log.csv").open() as f:
         rows = list(csv.DictReader(f))
     return max(int(r["step"]) for r in rows if r["loss_g"]), {int(r["step"]): float(r["val_psnr_y"]) for r in rows if r["val_psnr_y"]}
 
@@ -84,6 +96,12 @@ def test_bundled_provenance_describes_that_file(name):
     assert [r["experiment"] for r in runs] == CHAINS[name]
     for parent, child in zip(runs, runs[1:]):  # a run folder's file, or a bundled model's
         start = Path(child["init_from"])
+        if "growth" in parent:  # grown by scripts/grow_generator.py into a file of its own, then trained
+            growth = parent["growth"]
+            assert Path(growth["source"]).name in ("last.safetensors", "best.safetensors"), growth
+            assert growth["to_blocks"][0] == child["config"]["generator"]["blocks0"] > growth["from_blocks"][0]
+            assert growth["to_blocks"][1] == child["config"]["generator"]["blocks1"]
+            continue
         assert start.parent.name == parent["experiment"] or read_provenance(bundled_path(start.stem))["experiment"] == parent["experiment"]
     assert runs[0]["init_from"] is None
     for r in runs:  # each run's steps, and its own validation score at its last step, as its log records them
@@ -93,11 +111,11 @@ def test_bundled_provenance_describes_that_file(name):
             assert r["val_psnr_y"] is None
         else:  # None where the run stopped on its time budget between validations
             assert r["val_psnr_y"] == (pytest.approx(val[last_step], abs=1e-4) if last_step in val else None)
-        recorded_config = json.loads((REPO / "docs" / "results" / "training" / r["experiment"] / "config.json").read_text())
+        recorded_config = json.loads((_record_dir(r["experiment"]) / "config.json").read_text())
         assert r["config"] == recorded_config
         assert ("lineage" in r) == (r is prov)
     assert prov["total_steps"] == total_steps(prov) == sum(r["steps"] for r in runs)
-    assert prov["total_steps"] == {"surge-x4-psnr": 7000, "surge-x4": 7600, "surge-x4-real": 8402}[name]  # the model card's figures
+    assert prov["total_steps"] == {"surge-x4-psnr": 7000, "surge-x4": 7600, "surge-x4-real": 8402, "surge-x4-real-psnr": 10000}[name]  # the model card's figures
     if "interpolation" in prov:  # a blend of a bundled model and the last run's weights (surge interpolate)
         blend = prov["interpolation"]
         assert (blend["b"]["experiment"], blend["b"]["steps"]) == (prov["experiment"], prov["steps"])
