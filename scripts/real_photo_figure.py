@@ -5,7 +5,7 @@ a web or messaging app would, and upscaled x4 as it is: no synthetic blur or dow
 models see the artifacts of a real file. Usage::
 
     python scripts/real_photo_figure.py docs/results/real-world/photo.png \
-        --models bicubic surge-x4-psnr surge-x4-real
+        --models bicubic surge-x4-psnr surge-x4-real surge-x4-real-psnr
 
 The JPEG input is written next to the figure (``<figure stem>-input.jpg``).
 """
@@ -43,7 +43,7 @@ def panel(img: Image.Image, label: str, box: tuple[int, int, int, int]) -> Image
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--models", nargs="+", default=["bicubic", "surge-x4-psnr", "surge-x4-real"])
+    parser.add_argument("--models", nargs="+", default=["bicubic", "surge-x4-psnr", "surge-x4-real", "surge-x4-real-psnr"])
     parser.add_argument("--quality", type=int, default=60)
     args = parser.parse_args()
 
