@@ -81,6 +81,9 @@ def test_self_ensemble_keeps_the_engine_attributes(tiny):
     engine = SelfEnsemble(tiny._engine("fp32"))
     assert engine.scale == 4 and engine.precision == "fp32" and engine.model is tiny
     assert engine.describe().endswith("self-ensemble x8")
+    import copy
+
+    assert copy.copy(engine).engine is engine.engine  # copying does not recurse through __getattr__
 
 
 def test_predictor_names_the_ensemble_and_refuses_a_bare_module(tiny):

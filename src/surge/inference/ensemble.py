@@ -58,6 +58,8 @@ class SelfEnsemble:
         self.engine = engine
 
     def __getattr__(self, name: str):
+        if name == "engine":  # not set yet (copy, unpickling): no recursion through __getattr__
+            raise AttributeError(name)
         return getattr(self.engine, name)
 
     def describe(self) -> str:
