@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 from pathlib import Path
@@ -30,8 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from surge.data.degradations import filter2d, from_uint8, gaussian_kernel, jpeg_uint8, to_uint8
-from surge.imaging.bicubic import imresize
+from surge.data.degradations import bench_v1
 
 VARIANTS = {
     "blur": (False, False),
@@ -42,21 +40,6 @@ VARIANTS = {
 SCALE = 4
 
 
-def degrade_partial(hr: np.ndarray, params: dict, noise: bool, jpeg: bool, scale: int = SCALE) -> np.ndarray:
-    """bench-v1's steps (``surge.data.degradations.bench_v1``) with noise and/or JPEG left out."""
-    gray = hr.ndim == 2
-    x = from_uint8(hr[..., None] if gray else hr).astype(np.float64)
-    sigma = params["blur_sigma"]
-    x = filter2d(x, gaussian_kernel(2 * math.ceil(3 * sigma) + 1, sigma))
-    x = imresize(x, 1 / scale)
-    if noise:
-        rng = np.random.default_rng(params["noise_seed"])
-        x = x + rng.standard_normal(x.shape) * (params["noise_sigma_8bit"] / 255)
-    lr = to_uint8(x)
-    lr = lr[..., 0] if gray else lr
-    return jpeg_uint8(lr, params["jpeg_quality"]) if jpeg else lr
-
-
 def build_variants(data: Path, sets: list[str], work: Path) -> None:
     """``work/<variant>/<Set>/{HR, LR_degraded_X4}`` for every variant, from ``data``'s recipe."""
     for name in sets:
@@ -64,7 +47,7 @@ def build_variants(data: Path, sets: list[str], work: Path) -> None:
         for stem, params in recipe["images"].items():
             hr = np.asarray(Image.open(data / name / "HR" / f"{stem}.png"))
             for variant, (noise, jpeg) in VARIANTS.items():
-                lr = degrade_partial(hr, params, noise, jpeg)
+                lr = bench_v1(hr, params, SCALE, noise=noise, jpeg=jpeg)
                 if variant == "bench-v1":
                     expected = np.asarray(Image.open(data / name / f"LR_degraded_X{SCALE}" / f"{stem}x{SCALE}.png"))
                     if not np.array_equal(lr, expected):

@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     try:
-        if args.output.resolve() == args.source.resolve() or args.output.exists():
+        if args.output.exists():  # early, before any work; save_model(replace=False) guards the write
             raise SurgeError(f"{args.output}: exists; choose a new file (the source is never overwritten)")
         net, provenance = load_model_file(args.source)
         if not isinstance(net, SuRGeGenerator):

@@ -14,15 +14,14 @@ components = load_script("scripts/bench_components.py")
 
 
 @pytest.mark.parametrize("shape", [(48, 40, 3), (36, 44)])
-def test_all_steps_are_bench_v1_and_each_left_out_step_changes_the_lr(shape):
+def test_the_bench_v1_variant_is_bench_v1_and_each_left_out_step_changes_the_lr(shape):
     hr = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
     params = bench_v1_params(0, "Tiny/x")
-    full = components.degrade_partial(hr, params, noise=True, jpeg=True)
-    np.testing.assert_array_equal(full, bench_v1(hr, params))
-    variants = {k: components.degrade_partial(hr, params, *v).astype(int) for k, v in components.VARIANTS.items()}
+    variants = {k: bench_v1(hr, params, noise=n, jpeg=j).astype(int) for k, (n, j) in components.VARIANTS.items()}
+    np.testing.assert_array_equal(variants["bench-v1"], bench_v1(hr, params))
     for name in ("blur", "blur+noise", "blur+jpeg"):
         assert np.abs(variants[name] - variants["bench-v1"]).max() > 0, name
-    assert variants["blur"].shape == full.shape
+    assert variants["blur"].shape == variants["bench-v1"].shape
 
 
 def test_end_to_end_on_a_tiny_degraded_set(tmp_path, capsys):

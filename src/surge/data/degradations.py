@@ -389,14 +389,20 @@ def bench_v1_params(seed: int, key: str) -> dict:
     }
 
 
-def bench_v1(hr: np.ndarray, params: dict, scale: int = 4) -> np.ndarray:
-    """HR uint8 (HxW or HxWx3, sides multiples of ``scale``) -> degraded LR uint8 by bench-v1."""
+def bench_v1(hr: np.ndarray, params: dict, scale: int = 4, noise: bool = True, jpeg: bool = True) -> np.ndarray:
+    """HR uint8 (HxW or HxWx3, sides multiples of ``scale``) -> degraded LR uint8 by bench-v1.
+
+    ``noise=False`` / ``jpeg=False`` leave that step out (same parameters otherwise), for tracing
+    a model's loss to a step (``scripts/bench_components.py``); the benchmark itself uses both.
+    """
     gray = hr.ndim == 2
     x = from_uint8(hr[..., None] if gray else hr).astype(np.float64)
     sigma = params["blur_sigma"]
     x = filter2d(x, gaussian_kernel(2 * math.ceil(3 * sigma) + 1, sigma))
     x = imresize(x, 1 / scale)
-    rng = np.random.default_rng(params["noise_seed"])
-    x = x + rng.standard_normal(x.shape) * (params["noise_sigma_8bit"] / 255)
+    if noise:
+        rng = np.random.default_rng(params["noise_seed"])
+        x = x + rng.standard_normal(x.shape) * (params["noise_sigma_8bit"] / 255)
     lr = to_uint8(x)
-    return jpeg_uint8(lr[..., 0] if gray else lr, params["jpeg_quality"])
+    lr = lr[..., 0] if gray else lr
+    return jpeg_uint8(lr, params["jpeg_quality"]) if jpeg else lr

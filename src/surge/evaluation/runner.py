@@ -254,7 +254,7 @@ class Predictor:
                 raise SurgeError("self-ensemble needs a surge model (an SRModel or a name), not a bare module")
             self._engine = SelfEnsemble(self._engine)
         if self._engine is not None:
-            self.name = self._engine.model.name + (" +x8" if self_ensemble else "")
+            self.name = self._engine.model.name + (f" +x{SelfEnsemble.factor}" if self_ensemble else "")
             self.scale = int(self._engine.scale)
         else:
             self.name = type(self._module).__name__
@@ -269,7 +269,7 @@ class Predictor:
     def describe(self) -> str:
         """"surge-x4 (x4, fp32 on cpu)": what is being measured, for logs and tables."""
         if self._engine is not None:
-            ensemble = ", self-ensemble x8" if isinstance(self._engine, SelfEnsemble) else ""
+            ensemble = f", self-ensemble x{SelfEnsemble.factor}" if isinstance(self._engine, SelfEnsemble) else ""
             name = self._engine.model.name
             return f"{name} (x{self.scale}, {self._engine.precision} on {self._engine.device}{ensemble})"
         return f"{self.name} (x{self.scale})"

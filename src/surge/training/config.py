@@ -188,8 +188,6 @@ def _section_class(name: str):
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
     data = read_config_data(path)
     apply_overrides(data, overrides, str(path))
     cfg = ExperimentConfig.from_dict(data, source=str(path))
