@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Train the paper configuration on one GPU -- configs/paper-psnr.toml (L1 pre-training), then
-# configs/paper-gan.toml (WGAN-GP + JS + GW, initialised from stage 1) -- evaluate both stages on
-# Set5 and Set14, and leave weights, scores and logs in $OUT. Each stage runs for a wall-time
-# budget (train.max_minutes), not a step count, so the whole script fits one device call.
+# Train SuRGe on one GPU in two stages -- L1 pre-training, then the adversarial stage (WGAN-GP + JS
+# + GW, initialised from stage 1) -- evaluate both, and leave weights, scores and logs in $OUT.
+# Each stage runs for at most a wall-time budget (train.max_minutes), so the whole script fits one
+# device call. Two modes (SURGE_MODE):
+#   paper  configs/paper-psnr.toml, configs/paper-gan.toml: the paper configuration on bicubic LR,
+#          run for the time budget (no step count); evaluated on Set5 and Set14.
+#   real   configs/gpu-real-psnr.toml, configs/gpu-real-gan.toml: surge-x4-real's recipe (real-world
+#          degradations, issue 13) on a paper-size generator from random weights, cosine schedule
+#          over the configs' step counts; evaluated on clean Set5/Set14 and on bench-v1 of them
+#          (packed as Set5-bench-v1, Set14-bench-v1: see below).
 #
 # Made for the project's `device` tool: one H200, 15 minutes of device time per session (machine
 # start and transfers included), at most 10 minutes per command, 64 MiB carried, at most 8 flat
@@ -14,37 +20,47 @@
 #       --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
 #       --platform manylinux_2_24_x86_64 --platform manylinux2014_x86_64 -d .whl POT==0.9.6.post1
 #
+# For SURGE_MODE=real, pack bench-v1's exact LR files too (degrading on the device could differ
+# where its Pillow links another libjpeg):
+#
+#   .venv/bin/surge degrade --sets Set5 Set14 -o .bench-v1
+#   .venv/bin/python scripts/pack_data.py --out .pack --bench ../shared/datasets/benchmark/Set5 \
+#       ../shared/datasets/benchmark/Set14 Set5-bench-v1=.bench-v1/Set5 Set14-bench-v1=.bench-v1/Set14
+#
 # (.pack/ and .whl/ are git-ignored; POT's own needs, numpy and scipy, are on the image. POT 0.9.6.post1,
 # not 0.9.7: 0.9.7's wheel is 33 MB, a 174 MB bsp extension that `import ot` loads, and would not fit
 # beside the pack in 64 MiB; 0.9.6.post1's is 1.5 MB and meets pyproject's POT>=0.9.4.) Then the
 # device tool's `run` call:
 #
-#   command:   bash scripts/gpu_train.sh
+#   command:   bash scripts/gpu_train.sh        (or: SURGE_MODE=real bash scripts/gpu_train.sh)
 #   carry:     [".pack", ".whl"]
 #   timeout_s: 600
 #
 # Default budgets: stage 1 4 min; stage 2 at most 3.5 min, cut so that the whole script ends within
-# 9 min (its evaluation included), inside the 10-minute command limit. Outputs in $OUT (flat, 7 files):
-#   surge-x4-gpu.safetensors        stage 2 (GAN) weights at the end of its budget
-#   surge-x4-gpu-psnr.safetensors   stage 1 (PSNR) weights, best Set5 validation
-#   eval-gan.json, eval-psnr.json   `surge eval` on the packed Set5 and Set14 (MATLAB protocol, fp32)
+# 9 min (its evaluation included), inside the 10-minute command limit. Outputs in $OUT (flat, 7 files;
+# NAME is surge-x4-gpu in paper mode, surge-x4-gpu-real in real mode):
+#   NAME.safetensors                stage 2 (GAN) weights at the end of its budget
+#   NAME-psnr.safetensors           stage 1 (PSNR) weights at the end of its budget (final, not selected)
+#   eval-gan.json, eval-psnr.json   `surge eval` on the packed sets (MATLAB protocol, fp32)
 #   log-gan.csv, log-psnr.csv       the trainer's per-step logs (losses, weights, validation)
 #   gpu_train.log                   everything this script printed (environment, training, tables)
 # Stage 1's files are written before stage 2 starts: a call cut off at its limit still returns them.
 #
 # Settings (environment variables):
 #   OUT                     output folder (required; the device tool sets it)
+#   SURGE_MODE=paper        paper | real (above)
 #   SURGE_PACK=.pack        packed data (scripts/pack_data.py layout: train/*/, benchmark/<Set>/)
 #   SURGE_PYTHON=python3    interpreter with torch (the device image's python3)
 #   SURGE_PSNR_MINUTES=4  SURGE_GAN_MINUTES=3.5  SURGE_DEADLINE_MINUTES=9
-#   SURGE_STEPS=1000000     train.steps of each stage (the time budget ends a stage first)
+#   SURGE_STEPS             train.steps of each stage; paper mode: 1000000 (the time budget ends a
+#                           stage first); real mode: the configs' (their cosine schedules need them)
 #   SURGE_PRECISION=auto    train.precision;  SURGE_WORKERS=12  data loader processes (16 cores;
 #                           0 when /dev/shm has under 1 GiB free, where worker batches would not fit)
 #   SURGE_BATCH, SURGE_HR_SIZE   override data.batch_size / data.hr_size (default: the configs', 16 / 256)
-#   SURGE_EVAL_SETS="Set5 Set14"
+#   SURGE_EVAL_SETS         paper: "Set5 Set14"; real: "Set5 Set14 Set5-bench-v1 Set14-bench-v1"
 #   SURGE_RUNS=<new temp dir>    where the run folders (checkpoints) go; not returned
 #   SURGE_SITE=/tmp/surge-site   where wheels from .whl/ are installed when a module is missing
-#   SURGE_GPU_TINY=1        smoke test on CPU: surge-tiny generator, tiny critic, HR 32, batch 3,
+#   SURGE_GPU_TINY=1        smoke test on CPU: surge-tiny generator, tiny critic, HR 32 (real: 64), batch 3,
 #                           SURGE_STEPS=2 per stage (tests/test_gpu_script.py)
 # Exit status: 0 done; 3 missing data, module or GPU; 4 no time left for stage 2; otherwise the
 # failing command's status.
@@ -55,6 +71,14 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 
 : "${OUT:?set OUT to the output folder (the device tool sets it)}"
+MODE=${SURGE_MODE:-paper}
+case $MODE in
+    paper) PSNR_CONFIG=configs/paper-psnr.toml GAN_CONFIG=configs/paper-gan.toml NAME=surge-x4-gpu
+           DEFAULT_SETS="Set5 Set14" DEFAULT_STEPS=1000000 ;;
+    real)  PSNR_CONFIG=configs/gpu-real-psnr.toml GAN_CONFIG=configs/gpu-real-gan.toml NAME=surge-x4-gpu-real
+           DEFAULT_SETS="Set5 Set14 Set5-bench-v1 Set14-bench-v1" DEFAULT_STEPS= ;;
+    *) echo "gpu_train: error: SURGE_MODE=$MODE: must be paper or real" >&2; exit 3 ;;
+esac
 PY=${SURGE_PYTHON:-python3}
 PACK=$(cd "${SURGE_PACK:-.pack}" 2>/dev/null && pwd) || { echo "gpu_train: error: ${SURGE_PACK:-.pack}: packed data not found (run scripts/pack_data.py --out .pack, and carry it)" >&2; exit 3; }
 TINY=${SURGE_GPU_TINY:-0}
@@ -63,10 +87,10 @@ GAN_MINUTES=${SURGE_GAN_MINUTES:-3.5}
 DEADLINE_MINUTES=${SURGE_DEADLINE_MINUTES:-9}
 PRECISION=${SURGE_PRECISION:-auto}
 WORKERS=${SURGE_WORKERS:-12}
-EVAL_SETS=${SURGE_EVAL_SETS:-Set5 Set14}
+EVAL_SETS=${SURGE_EVAL_SETS:-$DEFAULT_SETS}
 SITE=${SURGE_SITE:-${TMPDIR:-/tmp}/surge-site}
 DEVICE=cuda
-STEPS=${SURGE_STEPS:-1000000}
+STEPS=${SURGE_STEPS:-$DEFAULT_STEPS}
 if [[ $TINY == 1 ]]; then
     DEVICE=cpu
     STEPS=${SURGE_STEPS:-2}
@@ -157,7 +181,7 @@ evaluate() {
 }
 
 main() {
-    echo "== surge gpu_train $(date -u +%FT%TZ) in $REPO (tiny=$TINY, device=$DEVICE)"
+    echo "== surge gpu_train $(date -u +%FT%TZ) in $REPO (mode=$MODE, tiny=$TINY, device=$DEVICE)"
     ensure_modules
     if [[ $DEVICE == cuda ]]; then
         nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
@@ -177,6 +201,10 @@ main() {
     shopt -u nullglob
     ((${#dirs[@]})) || die "$PACK/train: no packed training folders (run scripts/pack_data.py)"
     [[ -d $PACK/benchmark/Set5 ]] || die "$PACK/benchmark/Set5: validation set not packed"
+    local set
+    for set in $EVAL_SETS; do
+        [[ -d $PACK/benchmark/$set ]] || die "$PACK/benchmark/$set: evaluation set not packed (see the top of $0)"
+    done
     local list="" d
     for d in "${dirs[@]}"; do list+="${list:+, }\"${d%/}\""; done
     RUNS=${SURGE_RUNS:-$(mktemp -d "${TMPDIR:-/tmp}/surge-gpu.XXXXXX")}
@@ -187,26 +215,28 @@ main() {
         "data.val_dir=\"$PACK/benchmark/Set5\""
         "data.workers=$WORKERS"
         "train.precision=$PRECISION"
-        "train.steps=$STEPS"
         "train.device=$DEVICE"
     )
+    if [[ -n $STEPS ]]; then COMMON+=("train.steps=$STEPS"); fi
     local batch=${SURGE_BATCH:-} hr_size=${SURGE_HR_SIZE:-}
     if [[ $TINY == 1 ]]; then
         COMMON+=(generator.preset=surge-tiny critic.width=8 critic.max_width=16 critic.stages=2 critic.hidden=16
                  train.threads=1)
-        batch=${batch:-3} hr_size=${hr_size:-32}  # GW needs a batch of 3 or more
+        # GW needs a batch of 3 or more; the real-world degradations need room for their kernels
+        batch=${batch:-3} hr_size=${hr_size:-$([[ $MODE == real ]] && echo 64 || echo 32)}
     fi
     if [[ -n $batch ]]; then COMMON+=("data.batch_size=$batch"); fi
     if [[ -n $hr_size ]]; then COMMON+=("data.hr_size=$hr_size"); fi
     echo "training data: ${dirs[*]}; runs in $RUNS"
 
-    echo "== stage 1: configs/paper-psnr.toml for up to $PSNR_MINUTES min"
-    train_stage configs/paper-psnr.toml "$RUNS/paper-psnr" "train.max_minutes=$PSNR_MINUTES"
+    local psnr_run=$RUNS/$(basename "$PSNR_CONFIG" .toml) gan_run=$RUNS/$(basename "$GAN_CONFIG" .toml)
+    echo "== stage 1: $PSNR_CONFIG for up to $PSNR_MINUTES min"
+    train_stage "$PSNR_CONFIG" "$psnr_run" "train.max_minutes=$PSNR_MINUTES"
     # The final weights, not the best on the validation set: no model selection on a benchmark.
-    local psnr_weights=$RUNS/paper-psnr/last.safetensors
-    cp "$psnr_weights" "$OUT/surge-x4-gpu-psnr.safetensors"
-    cp "$RUNS/paper-psnr/log.csv" "$OUT/log-psnr.csv"
-    evaluate "$OUT/surge-x4-gpu-psnr.safetensors" "$OUT/eval-psnr.json"
+    local psnr_weights=$psnr_run/last.safetensors
+    cp "$psnr_weights" "$OUT/$NAME-psnr.safetensors"
+    cp "$psnr_run/log.csv" "$OUT/log-psnr.csv"
+    evaluate "$OUT/$NAME-psnr.safetensors" "$OUT/eval-psnr.json"
 
     local left gan_minutes
     left=$(minutes_left $((EVAL_RESERVE_S + STAGE_OVERHEAD_S)))
@@ -215,11 +245,11 @@ main() {
         echo "gpu_train: error: only $left min left of SURGE_DEADLINE_MINUTES=$DEADLINE_MINUTES: stage 2 skipped" >&2
         return 4
     fi
-    echo "== stage 2: configs/paper-gan.toml from $psnr_weights for up to $gan_minutes min"
-    train_stage configs/paper-gan.toml "$RUNS/paper-gan" "train.init_from=\"$psnr_weights\"" "train.max_minutes=$gan_minutes"
-    cp "$RUNS/paper-gan/last.safetensors" "$OUT/surge-x4-gpu.safetensors"
-    cp "$RUNS/paper-gan/log.csv" "$OUT/log-gan.csv"
-    evaluate "$OUT/surge-x4-gpu.safetensors" "$OUT/eval-gan.json"
+    echo "== stage 2: $GAN_CONFIG from $psnr_weights for up to $gan_minutes min"
+    train_stage "$GAN_CONFIG" "$gan_run" "train.init_from=\"$psnr_weights\"" "train.max_minutes=$gan_minutes"
+    cp "$gan_run/last.safetensors" "$OUT/$NAME.safetensors"
+    cp "$gan_run/log.csv" "$OUT/log-gan.csv"
+    evaluate "$OUT/$NAME.safetensors" "$OUT/eval-gan.json"
 
     echo "== done in ${SECONDS} s; in $OUT:"
     ls -l "$OUT"

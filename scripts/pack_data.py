@@ -15,6 +15,10 @@ Layout of ``--out`` (what ``scripts/gpu_train.sh`` and ``surge eval --data`` exp
     python scripts/pack_data.py ../shared/datasets/train/T91 ../shared/datasets/train/BSD200 \\
         --bench ../shared/datasets/benchmark/Set5 ../shared/datasets/benchmark/Set14 --out .pack
 
+A benchmark set is packed under its folder's name, or under NAME when given as ``NAME=DIR`` (e.g.
+``Set5-bench-v1=.bench-v1/Set5`` for the output of ``surge degrade``, whose folders are named like
+the clean sets).
+
 The pack is built in a temporary folder beside ``--out`` and moved into place only when
 complete and within ``--budget-mib`` (default 60); an existing ``--out`` is replaced only with
 ``--force``. Sources are never modified.
@@ -102,18 +106,31 @@ def _images_under(folder: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
-def plan(train: list[Path], bench: list[Path], out: Path) -> list[tuple[Path, Path]]:
-    """(source, target path without suffix) for every image; checks folders and name clashes."""
+def named_folder(arg: str | Path) -> tuple[str, Path]:
+    """``DIR`` -> (DIR's name, DIR); ``NAME=DIR`` -> (NAME, DIR)."""
+    name, sep, folder = str(arg).partition("=")
+    if sep and name and "/" not in name and folder:
+        return name, Path(folder)
+    return Path(arg).name, Path(arg)
+
+
+def plan(train: list[Path], bench: list[Path | tuple[str, Path]], out: Path) -> list[tuple[Path, Path]]:
+    """(source, target path without suffix) for every image; checks folders and name clashes.
+
+    ``bench`` holds folders or (name to pack under, folder) pairs.
+    """
     jobs: list[tuple[Path, Path]] = []
     seen: dict[str, Path] = {}
-    for kind, folders in (("train", train), ("benchmark", bench)):
-        for folder in folders:
+    named = {"train": [(f.name, f) for f in train],
+             "benchmark": [b if isinstance(b, tuple) else (b.name, b) for b in bench]}
+    for kind, folders in named.items():
+        for name, folder in folders:
             if not folder.is_dir():
                 raise PackError(f"{folder}: folder not found")
             resolved = folder.resolve()
             if out.resolve() == resolved or resolved in out.resolve().parents or out.resolve() in resolved.parents:
                 raise PackError(f"{out}: the output folder must lie outside the source {folder}")
-            key = f"{kind}/{folder.name}"
+            key = f"{kind}/{name}"
             if key in seen:
                 raise PackError(f"{folder}: same folder name as {seen[key]} (both would be packed as {key})")
             seen[key] = folder
@@ -122,7 +139,7 @@ def plan(train: list[Path], bench: list[Path], out: Path) -> list[tuple[Path, Pa
                 raise PackError(f"{folder}: no images found")
             stems: dict[Path, Path] = {}
             for src in images:
-                stem = Path(kind) / folder.name / src.relative_to(folder).with_suffix("")
+                stem = Path(kind) / name / src.relative_to(folder).with_suffix("")
                 if stem in stems:
                     raise PackError(f"{src}: same name as {stems[stem]} apart from the suffix")
                 stems[stem] = src
@@ -130,7 +147,7 @@ def plan(train: list[Path], bench: list[Path], out: Path) -> list[tuple[Path, Pa
     return jobs
 
 
-def pack(train: list[Path], bench: list[Path], out: Path, budget_mib: float, force: bool, jobs: int = 1) -> dict:
+def pack(train: list[Path], bench: list[Path | tuple[str, Path]], out: Path, budget_mib: float, force: bool, jobs: int = 1) -> dict:
     """Build the pack; returns the manifest. PackError on bad input or a pack over the budget."""
     if not features.check("webp"):
         raise PackError("this Pillow was built without WebP support")
@@ -155,7 +172,7 @@ def pack(train: list[Path], bench: list[Path], out: Path, budget_mib: float, for
         manifest = {
             "total_bytes": total,
             "train_dirs": [f"train/{f.name}" for f in train],
-            "benchmark_sets": [f.name for f in bench],
+            "benchmark_sets": [b[0] if isinstance(b, tuple) else b.name for b in bench],
             "files": [asdict(p) | {"packed": str(Path(p.packed).relative_to(staging))} for p in packed],
         }
         if total > budget_mib * 2**20:
@@ -191,9 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("train", nargs="*", type=Path, metavar="SRC",
                    help="training image folders (default: ../shared/datasets/train/T91 and BSD200)")
-    p.add_argument("--bench", nargs="*", type=Path, default=None, metavar="SET",
-                   help="benchmark set folders, packed with their HR/LR structure (default: Set5 and Set14 "
-                        "from ../shared/datasets/benchmark; give --bench alone for none)")
+    p.add_argument("--bench", nargs="*", type=named_folder, default=None, metavar="[NAME=]SET",
+                   help="benchmark set folders, packed with their HR/LR structure under their name or NAME "
+                        "(default: Set5 and Set14 from ../shared/datasets/benchmark; give --bench alone for none)")
     p.add_argument("--out", type=Path, required=True, help="pack folder to create (e.g. .pack, ignored by git)")
     p.add_argument("--budget-mib", type=float, default=60.0, help="fail if the pack exceeds this (default 60 MiB)")
     p.add_argument("--force", action="store_true", help="replace an existing --out")

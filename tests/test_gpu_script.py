@@ -34,8 +34,8 @@ def sources(tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
     train = root / "train" / "A"
     train.mkdir(parents=True)
-    for i in range(4):
-        Image.fromarray(_photo(rng, 40, 48)).save(train / f"{i}.png")
+    for i in range(4):  # 72x80: room for real mode's 64 px crops
+        Image.fromarray(_photo(rng, 72, 80)).save(train / f"{i}.png")
     Image.fromarray(_photo(rng, 36, 36)).save(train / "bmp.bmp")
     Image.fromarray(_photo(rng, 36, 40)).save(train / "a.b.png")  # a dot in the stem must survive
     for name, count in (("Set5", 2), ("Set14", 2)):
@@ -50,9 +50,10 @@ def sources(tmp_path_factory) -> Path:
     return root
 
 
-def pack(sources: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+def pack(sources: Path, out: Path, *extra: str, bench: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Pack train/A, Set5 and Set14 (plus ``bench``: more ``[NAME=]DIR`` sets) into ``out``."""
     cmd = [sys.executable, str(REPO / "scripts" / "pack_data.py"), str(sources / "train" / "A"),
-           "--bench", str(sources / "bench" / "Set5"), str(sources / "bench" / "Set14"), "--out", str(out), *extra]
+           "--bench", str(sources / "bench" / "Set5"), str(sources / "bench" / "Set14"), *bench, "--out", str(out), *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
 
 
@@ -131,3 +132,71 @@ def test_gpu_train_script_without_pack_fails_clearly(tmp_path):
                           text=True, timeout=60)
     assert proc.returncode == 3
     assert "packed data not found" in proc.stderr and str(tmp_path / "missing") in proc.stderr
+
+
+def test_pack_data_packs_a_set_under_a_given_name(sources, tmp_path):
+    degraded = tmp_path / "bench-v1"
+    proc = subprocess.run([sys.executable, "-m", "surge", "degrade", "--data", str(sources / "bench"), "--sets", "Set5",
+                           "-o", str(degraded)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "pack"
+    proc = pack(sources, out, bench=(f"Set5-bench-v1={degraded / 'Set5'}",))
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["benchmark_sets"] == ["Set5", "Set14", "Set5-bench-v1"]
+    for stem in ("img0", "img1"):
+        with Image.open(degraded / "Set5" / "LR_degraded_X4" / f"{stem}x4.png") as a, \
+                Image.open(out / "benchmark" / "Set5-bench-v1" / "LR_degraded_X4" / f"{stem}x4.webp") as b:
+            assert np.array_equal(np.asarray(a), np.asarray(b))
+    # Two sets packed under one name are refused, as two folders of the same name are.
+    clash = pack(sources, tmp_path / "clash", bench=(f"Set5={degraded / 'Set5'}",))
+    assert clash.returncode == 2 and "benchmark/Set5" in clash.stderr
+
+
+@pytest.mark.slow
+def test_gpu_train_script_real_mode_tiny_end_to_end(sources, tmp_path):
+    degraded = tmp_path / "bench-v1"
+    subprocess.run([sys.executable, "-m", "surge", "degrade", "--data", str(sources / "bench"), "--sets", "Set5", "Set14",
+                    "-o", str(degraded)], check=True, capture_output=True, timeout=60)
+    packed = tmp_path / "pack"
+    proc = pack(sources, packed, bench=(f"Set5-bench-v1={degraded / 'Set5'}", f"Set14-bench-v1={degraded / 'Set14'}"))
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "SURGE_PACK": str(packed), "SURGE_PYTHON": sys.executable, "SURGE_MODE": "real",
+           "SURGE_GPU_TINY": "1", "SURGE_RUNS": str(tmp_path / "runs"), "SURGE_SITE": str(tmp_path / "site")}
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_train.sh")], env=env, capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    files = sorted(p.name for p in out.iterdir())
+    assert files == sorted(["surge-x4-gpu-real.safetensors", "surge-x4-gpu-real-psnr.safetensors", "eval-gan.json",
+                            "eval-psnr.json", "log-gan.csv", "log-psnr.csv", "gpu_train.log"])
+    assert surge.load_model(out / "surge-x4-gpu-real.safetensors").provenance["stage"] == "gan"
+    for name in ("eval-gan.json", "eval-psnr.json"):
+        text = (out / name).read_text()
+        assert all(s in text for s in ("Set5", "Set14", "Set5-bench-v1", "Set14-bench-v1"))
+    runs = tmp_path / "runs"
+    psnr_config = json.loads((runs / "gpu-real-psnr" / "config.json").read_text())
+    gan_config = json.loads((runs / "gpu-real-gan" / "config.json").read_text())
+    # Trained on the training recipe's degradations, stage 2 from stage 1.
+    assert psnr_config["data"]["degradation"] is not None and gan_config["data"]["degradation"] is not None
+    assert psnr_config["train"]["init_from"] in ("", None)
+    assert gan_config["train"]["init_from"].startswith(str(runs / "gpu-real-psnr"))
+
+
+def test_gpu_train_script_real_mode_needs_bench_v1_packed(sources, tmp_path):
+    packed = tmp_path / "pack"
+    assert pack(sources, packed).returncode == 0
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "SURGE_PACK": str(packed), "SURGE_PYTHON": sys.executable,
+           "SURGE_GPU_TINY": "1", "SURGE_MODE": "real", "SURGE_RUNS": str(tmp_path / "runs")}
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_train.sh")], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 3
+    assert "Set5-bench-v1: evaluation set not packed" in proc.stdout + proc.stderr
+    assert not (tmp_path / "runs").exists()  # refused before any training
+
+
+def test_gpu_train_script_refuses_an_unknown_mode(tmp_path):
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "SURGE_MODE": "fast"}
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_train.sh")], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 3 and "SURGE_MODE=fast" in proc.stderr
