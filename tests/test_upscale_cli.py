@@ -11,7 +11,7 @@ from PIL import Image
 import surge
 from surge.cli.main import build_parser, main
 from surge.imaging.bicubic import imresize
-from surge.inference.image_io import quantise, read_image
+from surge.inference.image_io import quantise, read_frames, read_image
 
 
 def _save(path, h=6, w=8, seed=0, **save_args):
@@ -81,16 +81,19 @@ def _animated(path, **save_args):
 
 
 @pytest.mark.parametrize("mode", ["by name", "folder"])
-def test_animated_gif_and_multipage_tiff_upscaled_with_a_warning_each(tmp_path, capsys, mode):
-    _animated(tmp_path / "in" / "anim.gif")
+def test_animated_gif_becomes_animated_png_and_multipage_tiff_its_first_page(tmp_path, capsys, mode):
+    gif_first = _animated(tmp_path / "in" / "anim.gif")
     first = _animated(tmp_path / "in" / "pages.tif")
     inputs = [tmp_path / "in"] if mode == "folder" else [tmp_path / "in" / "anim.gif", tmp_path / "in" / "pages.tif"]
     assert _up(*inputs, "-o", tmp_path / "out", "--ext", "same") == 0
     assert _files(tmp_path / "out") == ["anim_x4.png", "pages_x4.tif"]  # GIF is read, never written
     warnings = _lines(capsys.readouterr().err, "warning")
-    assert len(warnings) == 2 and all("2 frames/pages; only the first was upscaled" in w for w in warnings)
+    assert len(warnings) == 1 and "pages.tif: has 2 frames/pages; only the first was upscaled" in warnings[0]
     got, _ = read_image(tmp_path / "out" / "pages_x4.tif")
     assert np.array_equal(got, surge.upscale(first, model="bicubic", device="cpu"))
+    frames, meta = read_frames(tmp_path / "out" / "anim_x4.png")  # every frame (tests/test_animation.py)
+    assert len(frames) == meta.frames == 2
+    assert np.array_equal(frames[0], surge.upscale(gif_first, model="bicubic", device="cpu"))
 
 
 def test_still_image_has_no_frame_warning(tmp_path, capsys):

@@ -9,9 +9,11 @@ even one that another process created while this one was computing (reported, ex
 
 Folders are walked for the extensions in ``IMAGE_EXTENSIONS`` (GIF included, as when
 named); with ``--recursive`` symlinked folders are followed, each real folder once, and
-an unreadable folder is an error. Animated and multi-page files are upscaled from their
-first frame, with a warning line per file. ``-s/--outscale`` resizes the model's output
-with MATLAB bicubic to any final scale.
+an unreadable folder is an error. Animated GIF, PNG and WebP files are upscaled frame by
+frame into an animated PNG or WebP with the same display times and loop count; where the
+output format holds one frame (JPEG, BMP, TIFF) and for multi-page TIFFs, the first frame is
+upscaled, with a warning line per file. ``-s/--outscale`` resizes the model's output with
+MATLAB bicubic to any final scale.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from surge.cli.untrained import add_allow_untrained, refuse_untrained
 from surge.errors import ImageWriteError, OutputExistsError, SurgeError
 from surge.imaging.bicubic import imresize_torch
 from surge.inference.image_io import (
+    ANIMATED_INPUT_FORMATS,
+    ANIMATED_OUTPUT_FORMATS,
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
     JPEG_QUALITY,
@@ -39,7 +43,9 @@ from surge.inference.image_io import (
     check_writable_dir,
     output_format,
     quantise,
+    read_frames,
     read_image,
+    write_animation,
     write_image,
 )
 from surge.models.registry import default_model_name
@@ -323,9 +329,28 @@ def _process(jobs: list[Job], model, args) -> tuple[int, int, int]:
 
 
 def _upscale_file(job: Job, model, args, progress: bool) -> None:
-    array, meta = read_image(job.source, max_pixels=args.max_pixels)
-    if meta.frames > 1:
-        _warn(f"{job.source}: has {meta.frames} frames/pages; only the first was upscaled")
+    if output_format(job.target) in ANIMATED_OUTPUT_FORMATS:
+        frames, meta = read_frames(job.source, max_pixels=args.max_pixels)
+    else:
+        array, meta = read_image(job.source, max_pixels=args.max_pixels)
+        frames = [array]
+    if len(frames) < meta.frames:
+        hint = ""
+        if meta.format in ANIMATED_INPUT_FORMATS and output_format(job.target) not in ANIMATED_OUTPUT_FORMATS:
+            hint = f" ({output_format(job.target)} holds one frame; --ext png or webp keeps them all)"
+        _warn(f"{job.source}: has {meta.frames} frames/pages; only the first was upscaled{hint}")
+    bar = tqdm(frames, desc="frames", unit="frame", file=sys.stderr, leave=False, disable=not progress or len(frames) == 1)
+    results = [_upscale_array(frame, job, model, args, progress and len(frames) == 1) for frame in bar]
+    try:
+        if len(results) > 1:
+            write_animation(results, job.target, meta, quality=args.quality, overwrite=args.overwrite)
+        else:
+            write_image(results[0], job.target, meta, quality=args.quality, overwrite=args.overwrite)
+    except ImageWriteError as exc:
+        raise type(exc)(f"{job.source}: {exc}") from None
+
+
+def _upscale_array(array: np.ndarray, job: Job, model, args, progress: bool) -> np.ndarray:
     # Untiled, context is irrelevant; not asking for it lets a graph without a known radius run.
     overlap = 0 if args.overlap is None and args.tile is None else args.overlap
     try:
@@ -335,10 +360,7 @@ def _upscale_file(job: Job, model, args, progress: bool) -> None:
         raise type(exc)(f"{job.source}: {exc}") from None
     if args.outscale is not None:
         result = resize(result, (max(1, round(array.shape[0] * args.outscale)), max(1, round(array.shape[1] * args.outscale))))
-    try:
-        write_image(result, job.target, meta, quality=args.quality, overwrite=args.overwrite)
-    except ImageWriteError as exc:
-        raise type(exc)(f"{job.source}: {exc}") from None
+    return result
 
 
 def resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:

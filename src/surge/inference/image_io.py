@@ -11,8 +11,10 @@ Accepted pixel values: uint8 and uint16 as stored; float ("F", 32-bit grey TIFF)
 finite and within [0, 1], the library's float convention; 32-bit integer grey ("I") is
 read as 16-bit when every value is within 0..65535 (Pillow hands out some 16-bit files
 that way) and refused otherwise, since no scale for it would be a guess. Values outside
-these ranges are an error naming the file, never clipped. Animated and multi-page files
-give their first frame; :attr:`ImageMeta.frames` says how many there were.
+these ranges are an error naming the file, never clipped. :func:`read_image` gives the first
+frame of animated and multi-page files (:attr:`ImageMeta.frames` says how many there were);
+:func:`read_frames` gives every frame of an animated GIF, PNG (APNG) or WebP as a full canvas,
+with its display times, and :func:`write_animation` writes such frames as an animated PNG or WebP.
 
 Pillow reads 16-bit colour PNG and TIFF as 8-bit, so those pixels come from pypng and
 tifffile instead; Pillow still parses their metadata.
@@ -45,12 +47,15 @@ from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 from surge.atomic import publish
 from surge.errors import ImageReadError, ImageValueError, ImageWriteError, OutputExistsError
 
-# What `surge upscale` picks up in folders. GIF is read (first frame) but not written.
+# What `surge upscale` picks up in folders. GIF is read (all frames with read_frames) but not written.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")
 OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
 DEFAULT_MAX_PIXELS = 100_000_000
 JPEG_QUALITY = 95
 _HIGH_DEPTH_FORMATS = ("PNG", "TIFF")
+ANIMATED_INPUT_FORMATS = ("GIF", "PNG", "WEBP")  # read_frames gives all their frames
+ANIMATED_OUTPUT_FORMATS = ("PNG", "WEBP")  # write_animation writes these (APNG, animated WebP)
+DEFAULT_FRAME_MS = 100  # a frame without a display time: what browsers show a GIF frame for
 _ICC_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
 _EXIF_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
 _ORIENTATION = ExifTags.Base.Orientation
@@ -89,7 +94,9 @@ class ImageMeta:
     mode: str = "RGB"  # source pixel layout: a Pillow mode, or "RGB;16" etc. for 16-bit colour
     icc_profile: bytes | None = None
     exif: bytes | None = None  # orientation already applied and reset to 1; no layout tags
-    frames: int = 1  # frames/pages in the source; only the first is read
+    frames: int = 1  # frames/pages in the source
+    durations: tuple[int, ...] | None = None  # ms per frame, set by read_frames for an animation
+    loop: int | None = None  # the source's loop count (0 = forever); None: it had none (plays once)
 
 
 # --- PIL image <-> array -------------------------------------------------------------
@@ -225,6 +232,64 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         icc = img.info.get("icc_profile") if _icc_applies(img) else None
         frames = getattr(img, "n_frames", 1)
         return arr, ImageMeta(path=path, format=img.format, mode=mode, icc_profile=icc or None, exif=exif, frames=frames)
+
+
+def read_frames(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[list[np.ndarray], ImageMeta]:
+    """Every frame of an animated GIF, PNG or WebP, each the full canvas as shown (Pillow
+    applies the frames' disposal and blending), as uint8 RGB, or RGBA where any frame has
+    transparency; ``meta.durations`` and ``meta.loop`` hold the timing. Any other file gives
+    ``[read_image(path)[0]]``.
+
+    ``max_pixels`` bounds the pixels of all frames together: they are all held in memory, and
+    upscaled x16 each.
+    """
+    path = Path(path)
+    _check_readable(path)
+    try:
+        with _own_pixel_limit():
+            img = Image.open(path)
+    except (UnidentifiedImageError, *_DECODE_ERRORS):
+        img = None  # read_image reports it
+    try:
+        # Pillow walks the file to count GIF frames: damage there surfaces here.
+        count = img.n_frames if img is not None and img.format in ANIMATED_INPUT_FORMATS else 1
+    except _DECODE_ERRORS as exc:
+        img.close()
+        raise ImageReadError(f"{path}: truncated or corrupt frames ({_reason(exc)})") from None
+    if count < 2:
+        if img is not None:
+            img.close()
+        array, meta = read_image(path, max_pixels)
+        return [array], meta
+    with img:
+        width, height = img.size
+        if max_pixels and count * width * height > max_pixels:
+            raise ImageReadError(
+                f"{path}: {count} frames of {width}x{height} = {count * width * height} pixels exceeds the limit of "
+                f"{max_pixels} (max_pixels)"
+            )
+        loop = img.info.get("loop")
+        orientation = _orientation(img)
+        exif = _exif_for_output(img)
+        icc = img.info.get("icc_profile") or None
+        frames, durations = [], []
+        for index in range(count):
+            try:
+                img.seek(index)
+                img.load()
+                rgba = np.asarray(img.convert("RGBA"))
+            except _DECODE_ERRORS as exc:
+                raise ImageReadError(f"{path}: frame {index + 1} of {count}: truncated or corrupt ({_reason(exc)})") from None
+            frames.append(orient_array(rgba, orientation))
+            duration = img.info.get("duration")
+            durations.append(int(round(duration)) if duration is not None else DEFAULT_FRAME_MS)
+        fmt = img.format
+    if all(bool((f[..., 3] == 255).all()) for f in frames):
+        frames = [np.ascontiguousarray(f[..., :3]) for f in frames]
+    mode = "RGBA" if frames[0].shape[2] == 4 else "RGB"
+    meta = ImageMeta(path=path, format=fmt, mode=mode, icc_profile=icc, exif=exif, frames=count,
+                     durations=tuple(durations), loop=None if loop is None else int(loop))
+    return frames, meta
 
 
 def _check_readable(path: Path) -> None:
@@ -466,6 +531,52 @@ def write_image(
         raise
     except (OSError, ValueError, KeyError) as exc:
         raise ImageWriteError(f"{path}: cannot write {fmt} ({_reason(exc)})") from None
+    return path
+
+
+def write_animation(
+    frames: list[np.ndarray],
+    path: str | Path,
+    meta: ImageMeta,
+    quality: int = JPEG_QUALITY,
+    overwrite: bool = True,
+) -> Path:
+    """Write frames (uint8, one layout, as :func:`read_frames` gives) as an animated PNG or WebP,
+    with ``meta.durations`` (ms per frame) and ``meta.loop`` (none: plays once), the ICC
+    profile and EXIF. Atomic like :func:`write_image`. ``quality`` applies to WebP (lossy, as for
+    still WebP); PNG is lossless.
+    """
+    path = Path(path)
+    fmt = output_format(path)
+    if fmt not in ANIMATED_OUTPUT_FORMATS:
+        raise ImageWriteError(f"{path}: {fmt} cannot hold an animation (use .png or .webp)")
+    if not 1 <= quality <= 100:
+        raise ImageWriteError(f"{path}: quality must be 1-100, got {quality}")
+    if not frames or meta.durations is None or len(meta.durations) != len(frames):
+        raise ValueError(f"{path}: need one duration per frame ({len(frames)} frames)")
+    arrays = [_fit_to_format(quantise(f, np.uint8) if f.dtype.kind == "f" else f, fmt) for f in frames]
+    if any(a.dtype != np.uint8 for a in arrays) or len({a.shape for a in arrays}) != 1:
+        raise ValueError(f"{path}: animation frames must be uint8 and all of one shape")
+    images = [array_to_pil(a) for a in arrays]
+    # Plays once when the source had no loop count (a GIF without a NETSCAPE block); both
+    # writers' own default would be forever.
+    options: dict = {"save_all": True, "append_images": images[1:], "duration": list(meta.durations),
+                     "loop": 1 if meta.loop is None else meta.loop}
+    icc = _matching_icc(meta, arrays[0])
+    if icc:
+        options["icc_profile"] = icc
+    exif = _exif_bytes_for_output(meta.exif) if meta.exif else None
+    if exif:
+        options["exif"] = exif
+    if fmt == "WEBP":
+        options["quality"] = quality
+    try:
+        with _atomic_output(path, overwrite) as f:
+            images[0].save(f, format=fmt, **options)
+    except ImageWriteError:
+        raise
+    except (OSError, ValueError, KeyError) as exc:
+        raise ImageWriteError(f"{path}: cannot write animated {fmt} ({_reason(exc)})") from None
     return path
 
 
