@@ -57,6 +57,13 @@ def pack(sources: Path, out: Path, *extra: str, bench: tuple[str, ...] = ()) -> 
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
 
 
+def run_tiny(packed: Path, tmp_path: Path, **env_extra: str) -> subprocess.CompletedProcess:
+    """scripts/gpu_train.sh with SURGE_GPU_TINY=1 on ``packed``; outputs in tmp_path/out, runs in tmp_path/runs."""
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "SURGE_PACK": str(packed), "SURGE_PYTHON": sys.executable,
+           "SURGE_GPU_TINY": "1", "SURGE_RUNS": str(tmp_path / "runs"), "SURGE_SITE": str(tmp_path / "site"), **env_extra}
+    return subprocess.run(["bash", str(REPO / "scripts" / "gpu_train.sh")], env=env, capture_output=True, text=True, timeout=180)
+
+
 def test_pack_data_is_lossless_and_keeps_grayscale(sources, tmp_path):
     out = tmp_path / "pack"
     proc = pack(sources, out)
@@ -103,10 +110,7 @@ def test_gpu_train_script_tiny_end_to_end(sources, tmp_path):
     packed = tmp_path / "pack"
     assert pack(sources, packed).returncode == 0
     out = tmp_path / "out"
-    env = {**os.environ, "OUT": str(out), "SURGE_PACK": str(packed), "SURGE_PYTHON": sys.executable,
-           "SURGE_GPU_TINY": "1", "SURGE_RUNS": str(tmp_path / "runs"), "SURGE_SITE": str(tmp_path / "site")}
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_train.sh")], env=env, capture_output=True,
-                          text=True, timeout=180)
+    proc = run_tiny(packed, tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     files = sorted(p.name for p in out.iterdir())
     assert files == sorted(["surge-x4-gpu.safetensors", "surge-x4-gpu-psnr.safetensors", "eval-gan.json",
@@ -162,10 +166,7 @@ def test_gpu_train_script_real_mode_tiny_end_to_end(sources, tmp_path):
     proc = pack(sources, packed, bench=(f"Set5-bench-v1={degraded / 'Set5'}", f"Set14-bench-v1={degraded / 'Set14'}"))
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "out"
-    env = {**os.environ, "OUT": str(out), "SURGE_PACK": str(packed), "SURGE_PYTHON": sys.executable, "SURGE_MODE": "real",
-           "SURGE_GPU_TINY": "1", "SURGE_RUNS": str(tmp_path / "runs"), "SURGE_SITE": str(tmp_path / "site")}
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_train.sh")], env=env, capture_output=True,
-                          text=True, timeout=180)
+    proc = run_tiny(packed, tmp_path, SURGE_MODE="real")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     files = sorted(p.name for p in out.iterdir())
     assert files == sorted(["surge-x4-gpu-real.safetensors", "surge-x4-gpu-real-psnr.safetensors", "eval-gan.json",
@@ -186,10 +187,7 @@ def test_gpu_train_script_real_mode_tiny_end_to_end(sources, tmp_path):
 def test_gpu_train_script_real_mode_needs_bench_v1_packed(sources, tmp_path):
     packed = tmp_path / "pack"
     assert pack(sources, packed).returncode == 0
-    env = {**os.environ, "OUT": str(tmp_path / "out"), "SURGE_PACK": str(packed), "SURGE_PYTHON": sys.executable,
-           "SURGE_GPU_TINY": "1", "SURGE_MODE": "real", "SURGE_RUNS": str(tmp_path / "runs")}
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_train.sh")], env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = run_tiny(packed, tmp_path, SURGE_MODE="real")
     assert proc.returncode == 3
     assert "Set5-bench-v1: evaluation set not packed" in proc.stdout + proc.stderr
     assert not (tmp_path / "runs").exists()  # refused before any training
