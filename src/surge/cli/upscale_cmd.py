@@ -13,7 +13,8 @@ an unreadable folder is an error. Animated GIF, PNG and WebP files are upscaled 
 frame into an animated PNG or WebP with the same display times and loop count; where the
 output format holds one frame (JPEG, BMP, TIFF) and for multi-page TIFFs, the first frame is
 upscaled, with a warning line per file. ``-s/--outscale`` resizes the model's output with
-MATLAB bicubic to any final scale.
+MATLAB bicubic to any final scale. When a network trained on clean LR meets JPEGs of quality
+85 or lower, one closing note names the model made for them (the README's "which model").
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from surge.inference.image_io import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
     JPEG_QUALITY,
+    ImageMeta,
     OUTPUT_FORMATS,
     check_writable_dir,
     output_format,
@@ -51,6 +53,10 @@ from surge.inference.image_io import (
 from surge.models.registry import default_model_name
 
 EXTENSIONS = ("png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp", "same")
+# At this JPEG quality and below, surge-x4-real-psnr beat the models trained on clean LR on photos
+# outside the reported sets (quality 80: yes, 90: no; scripts/jpeg_sweep.py, docs/results/real-world.md).
+COMPRESSED_QUALITY = 85
+COMPRESSED_MODEL = "surge-x4-real-psnr"
 
 
 @dataclass(frozen=True)
@@ -274,10 +280,23 @@ def run(args) -> int:
     # Once, before loading a model: exit 2 if not writable.
     check_writable_dir(single.parent if single is not None else args.output)
     sr_model = _load_model(args)
-    done, skipped, failed = _process(jobs, sr_model, args)
+    compressed: list[tuple[Path, int]] = []
+    done, skipped, failed = _process(jobs, sr_model, args, compressed)
     if not args.quiet:
+        if compressed and _trained_on_clean_lr(sr_model):
+            path, quality = compressed[0]
+            more = f" and {len(compressed) - 1} more" if len(compressed) > 1 else ""
+            print(f"surge: note: {path} (JPEG quality ~{quality}){more}: this model was trained on clean input and "
+                  f"sharpens JPEG artifacts; --model {COMPRESSED_MODEL} removes them (README: Which model)",
+                  file=sys.stderr)
         print(f"surge: {done} upscaled, {skipped} skipped, {failed + len(errors)} failed -> {args.output}", file=sys.stderr)
     return 1 if failed or errors else 0
+
+
+def _trained_on_clean_lr(model) -> bool:
+    """A trained network (its file records a training stage) whose training LR had no degradations."""
+    provenance = getattr(model, "provenance", None) or {}
+    return "stage" in provenance and provenance.get("degradation") is None
 
 
 def _load_model(args):
@@ -301,7 +320,8 @@ def _load_model(args):
     return model
 
 
-def _process(jobs: list[Job], model, args) -> tuple[int, int, int]:
+def _process(jobs: list[Job], model, args, compressed: list[tuple[Path, int]]) -> tuple[int, int, int]:
+    """(done, skipped, failed); JPEG inputs of quality <= COMPRESSED_QUALITY go to ``compressed``."""
     done = skipped = failed = 0
     show = not args.quiet
     # Bars only on a terminal: in logs and pipes their carriage returns are just noise.
@@ -314,8 +334,10 @@ def _process(jobs: list[Job], model, args) -> tuple[int, int, int]:
                 tqdm.write(f"surge: skipping {job.source}: {job.target} exists (use --overwrite)", file=sys.stderr)
             continue
         try:
-            _upscale_file(job, model, args, progress=bars)
+            meta = _upscale_file(job, model, args, progress=bars)
             done += 1
+            if meta.jpeg_quality is not None and meta.jpeg_quality <= COMPRESSED_QUALITY:
+                compressed.append((job.source, meta.jpeg_quality))
         except OutputExistsError as exc:
             failed += 1
             _error(f"{exc}; use --overwrite to replace it")
@@ -328,7 +350,7 @@ def _process(jobs: list[Job], model, args) -> tuple[int, int, int]:
     return done, skipped, failed
 
 
-def _upscale_file(job: Job, model, args, progress: bool) -> None:
+def _upscale_file(job: Job, model, args, progress: bool) -> ImageMeta:
     if output_format(job.target) in ANIMATED_OUTPUT_FORMATS:
         frames, meta = read_frames(job.source, max_pixels=args.max_pixels)
     else:
@@ -348,6 +370,7 @@ def _upscale_file(job: Job, model, args, progress: bool) -> None:
             write_image(results[0], job.target, meta, quality=args.quality, overwrite=args.overwrite)
     except ImageWriteError as exc:
         raise type(exc)(f"{job.source}: {exc}") from None
+    return meta
 
 
 def _upscale_array(array: np.ndarray, job: Job, model, args, progress: bool) -> np.ndarray:

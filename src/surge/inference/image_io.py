@@ -97,6 +97,7 @@ class ImageMeta:
     frames: int = 1  # frames/pages in the source
     durations: tuple[int, ...] | None = None  # ms per frame, set by read_frames for an animation
     loop: int | None = None  # the source's loop count (0 = forever); None: it had none (plays once)
+    jpeg_quality: int | None = None  # a JPEG source's quality on the IJG scale, estimated (jpeg_quality())
 
 
 # --- PIL image <-> array -------------------------------------------------------------
@@ -231,7 +232,8 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         exif = _exif_for_output(img)  # after _pixels: it edits the image's EXIF
         icc = img.info.get("icc_profile") if _icc_applies(img) else None
         frames = getattr(img, "n_frames", 1)
-        return arr, ImageMeta(path=path, format=img.format, mode=mode, icc_profile=icc or None, exif=exif, frames=frames)
+        return arr, ImageMeta(path=path, format=img.format, mode=mode, icc_profile=icc or None, exif=exif, frames=frames,
+                              jpeg_quality=jpeg_quality(img))
 
 
 def read_frames(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[list[np.ndarray], ImageMeta]:
@@ -290,6 +292,32 @@ def read_frames(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
     meta = ImageMeta(path=path, format=fmt, mode=mode, icc_profile=icc, exif=exif, frames=count,
                      durations=tuple(durations), loop=None if loop is None else int(loop))
     return frames, meta
+
+
+# The IJG (libjpeg) luminance quantisation table at quality 50, in natural order (JPEG standard, Annex K).
+_IJG_LUMA = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
+])
+
+
+def _ijg_luma_table(quality: int) -> np.ndarray:
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return np.clip((_IJG_LUMA * scale + 50) // 100, 1, 255)
+
+
+def jpeg_quality(img: Image.Image) -> int | None:
+    """A JPEG's quality on the IJG scale (1-100) that libjpeg, Pillow, browsers and most phones
+    use: the quality whose luminance table is nearest the file's (exact for files those
+    encoders wrote; an approximation for other tables). None for anything but a JPEG."""
+    tables = getattr(img, "quantization", None) if img.format == "JPEG" else None
+    if not tables or len(tables.get(0, ())) != 64:
+        return None
+    luma = np.asarray(tables[0], dtype=np.int64)
+    errors = [int(np.abs(_ijg_luma_table(q) - luma).sum()) for q in range(1, 101)]
+    return 1 + int(np.argmin(errors))
 
 
 def _check_readable(path: Path) -> None:
