@@ -60,19 +60,9 @@ def build_variants(data: Path, sets: list[str], work: Path) -> None:
 
 def score(models: list[str], sets: list[str], work: Path) -> dict:
     """{model: {variant: {set: PSNR-Y}}}; the bicubic reference is always included."""
-    import surge
-    from surge.evaluation.runner import Predictor, evaluate
+    from surge.evaluation.runner import psnr_y_by_variant
 
-    results: dict = {}
-    for model in dict.fromkeys(["bicubic", *models]):
-        predictor = Predictor(surge.load_model(model, device="cpu"), "fp32")
-        results[model] = {}
-        for variant in VARIANTS:
-            scores = evaluate(predictor, work / variant, sets, progress=False)
-            results[model][variant] = {name: r.psnr_y for name, r in scores.items()}
-            print(f"  {model} on {variant}: " + " / ".join(f"{v:.2f}" for v in results[model][variant].values()),
-                  file=sys.stderr, flush=True)
-    return results
+    return psnr_y_by_variant(models, {variant: work / variant for variant in VARIANTS}, sets)
 
 
 def table(results: dict, sets: list[str]) -> str:

@@ -54,18 +54,9 @@ def build_versions(data: Path, sets: list[str], qualities: list[int], work: Path
 
 def score(models: list[str], sets: list[str], versions: list[str], work: Path) -> dict:
     """{model: {version: {set: PSNR-Y}}}; bicubic is always included."""
-    import surge
-    from surge.evaluation.runner import Predictor, evaluate
+    from surge.evaluation.runner import psnr_y_by_variant
 
-    results: dict = {}
-    for model in dict.fromkeys(["bicubic", *models]):
-        predictor = Predictor(surge.load_model(model, device="cpu"), "fp32")
-        results[model] = {}
-        for version in versions:
-            scores = evaluate(predictor, work / version, sets, progress=False)
-            results[model][version] = {name: r.psnr_y for name, r in scores.items()}
-        print(f"  {model}: " + " / ".join(f"{v}: {mean(results[model][v]):.2f}" for v in versions), file=sys.stderr, flush=True)
-    return results
+    return psnr_y_by_variant(models, {version: work / version for version in versions}, sets)
 
 
 def mean(by_set: dict) -> float:

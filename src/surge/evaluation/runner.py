@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -435,6 +436,22 @@ def evaluate(
         results[bench.name] = result
         if on_set_done is not None:
             on_set_done(result)
+    return results
+
+
+def psnr_y_by_variant(models: Sequence[str], roots: dict[str, Path], sets: Sequence[str]) -> dict:
+    """``{model: {variant: {set: PSNR-Y}}}`` for every model (fp32 on CPU, loaded once) on the
+    same sets under each variant's root folder; bicubic is always included, first. For scripts
+    that rebuild a benchmark in several versions (scripts/bench_components.py, jpeg_sweep.py)."""
+    results: dict = {}
+    for model in dict.fromkeys(["bicubic", *models]):
+        predictor = Predictor(load_model(model, device="cpu"), "fp32")
+        results[model] = {}
+        for variant, root in roots.items():
+            scores = evaluate(predictor, root, sets, progress=False)
+            results[model][variant] = {name: r.psnr_y for name, r in scores.items()}
+        print(f"  {model}: " + "; ".join(f"{v} " + " / ".join(f"{x:.2f}" for x in by_set.values())
+                                         for v, by_set in results[model].items()), file=sys.stderr, flush=True)
     return results
 
 
