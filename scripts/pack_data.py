@@ -114,16 +114,14 @@ def named_folder(arg: str | Path) -> tuple[str, Path]:
     return Path(arg).name, Path(arg)
 
 
-def plan(train: list[Path], bench: list[Path | tuple[str, Path]], out: Path) -> list[tuple[Path, Path]]:
+def plan(train: list[Path], bench: list[tuple[str, Path]], out: Path) -> list[tuple[Path, Path]]:
     """(source, target path without suffix) for every image; checks folders and name clashes.
 
-    ``bench`` holds folders or (name to pack under, folder) pairs.
+    ``bench`` holds (name to pack under, folder) pairs (:func:`named_folder`).
     """
     jobs: list[tuple[Path, Path]] = []
     seen: dict[str, Path] = {}
-    named = {"train": [(f.name, f) for f in train],
-             "benchmark": [b if isinstance(b, tuple) else (b.name, b) for b in bench]}
-    for kind, folders in named.items():
+    for kind, folders in (("train", [(f.name, f) for f in train]), ("benchmark", bench)):
         for name, folder in folders:
             if not folder.is_dir():
                 raise PackError(f"{folder}: folder not found")
@@ -147,7 +145,7 @@ def plan(train: list[Path], bench: list[Path | tuple[str, Path]], out: Path) -> 
     return jobs
 
 
-def pack(train: list[Path], bench: list[Path | tuple[str, Path]], out: Path, budget_mib: float, force: bool, jobs: int = 1) -> dict:
+def pack(train: list[Path], bench: list[tuple[str, Path]], out: Path, budget_mib: float, force: bool, jobs: int = 1) -> dict:
     """Build the pack; returns the manifest. PackError on bad input or a pack over the budget."""
     if not features.check("webp"):
         raise PackError("this Pillow was built without WebP support")
@@ -172,7 +170,7 @@ def pack(train: list[Path], bench: list[Path | tuple[str, Path]], out: Path, bud
         manifest = {
             "total_bytes": total,
             "train_dirs": [f"train/{f.name}" for f in train],
-            "benchmark_sets": [b[0] if isinstance(b, tuple) else b.name for b in bench],
+            "benchmark_sets": [name for name, _ in bench],
             "files": [asdict(p) | {"packed": str(Path(p.packed).relative_to(staging))} for p in packed],
         }
         if total > budget_mib * 2**20:
@@ -217,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="processes encoding images (default 1)")
     args = p.parse_args(argv)
     train = args.train or list(DEFAULT_TRAIN)
-    bench = list(DEFAULT_BENCH) if args.bench is None else args.bench
+    bench = [named_folder(f) for f in DEFAULT_BENCH] if args.bench is None else args.bench
     try:
         manifest = pack(train, bench, args.out, args.budget_mib, args.force, args.jobs)
     except PackError as exc:

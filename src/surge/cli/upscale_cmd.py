@@ -351,15 +351,16 @@ def _process(jobs: list[Job], model, args, compressed: list[tuple[Path, int]]) -
 
 
 def _upscale_file(job: Job, model, args, progress: bool) -> ImageMeta:
-    if output_format(job.target) in ANIMATED_OUTPUT_FORMATS:
+    fmt = output_format(job.target)
+    if fmt in ANIMATED_OUTPUT_FORMATS:
         frames, meta = read_frames(job.source, max_pixels=args.max_pixels)
     else:
         array, meta = read_image(job.source, max_pixels=args.max_pixels)
         frames = [array]
     if len(frames) < meta.frames:
         hint = ""
-        if meta.format in ANIMATED_INPUT_FORMATS and output_format(job.target) not in ANIMATED_OUTPUT_FORMATS:
-            hint = f" ({output_format(job.target)} holds one frame; --ext png or webp keeps them all)"
+        if meta.format in ANIMATED_INPUT_FORMATS and fmt not in ANIMATED_OUTPUT_FORMATS:
+            hint = f" ({fmt} holds one frame; --ext png or webp keeps them all)"
         _warn(f"{job.source}: has {meta.frames} frames/pages; only the first was upscaled{hint}")
     bar = tqdm(frames, desc="frames", unit="frame", file=sys.stderr, leave=False, disable=not progress or len(frames) == 1)
     results = [_upscale_array(frame, job, model, args, progress and len(frames) == 1) for frame in bar]

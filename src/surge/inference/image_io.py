@@ -216,24 +216,32 @@ def _own_pixel_limit() -> Iterator[None]:
 def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, ImageMeta]:
     """Decode ``path`` into (array, metadata); see the module docstring for the layout."""
     path = Path(path)
+    with _open(path) as img:
+        return _read_still(path, img, max_pixels)
+
+
+def _open(path: Path) -> Image.Image:
     _check_readable(path)
     try:
         with _own_pixel_limit():
-            img = Image.open(path)
+            return Image.open(path)
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: not a recognised image file") from None
     except _DECODE_ERRORS as exc:
         raise ImageReadError(f"{path}: cannot read image header ({_reason(exc)})") from None
-    with img:
-        _check_pixels(path, img.size, max_pixels)
-        _decode(path, img)
-        orientation = _orientation(img)
-        arr, mode = _pixels(path, img, orientation)
-        exif = _exif_for_output(img)  # after _pixels: it edits the image's EXIF
-        icc = img.info.get("icc_profile") if _icc_applies(img) else None
-        frames = getattr(img, "n_frames", 1)
-        return arr, ImageMeta(path=path, format=img.format, mode=mode, icc_profile=icc or None, exif=exif, frames=frames,
-                              jpeg_quality=jpeg_quality(img))
+
+
+def _read_still(path: Path, img: Image.Image, max_pixels: int | None) -> tuple[np.ndarray, ImageMeta]:
+    """The (first) frame of an opened image, as :func:`read_image` returns it."""
+    _check_pixels(path, img.size, max_pixels)
+    _decode(path, img)
+    orientation = _orientation(img)
+    arr, mode = _pixels(path, img, orientation)
+    exif = _exif_for_output(img)  # after _pixels: it edits the image's EXIF
+    icc = img.info.get("icc_profile") if _icc_applies(img) else None
+    frames = getattr(img, "n_frames", 1)
+    return arr, ImageMeta(path=path, format=img.format, mode=mode, icc_profile=icc or None, exif=exif, frames=frames,
+                          jpeg_quality=jpeg_quality(img))
 
 
 def read_frames(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[list[np.ndarray], ImageMeta]:
@@ -246,24 +254,15 @@ def read_frames(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
     upscaled x16 each.
     """
     path = Path(path)
-    _check_readable(path)
-    try:
-        with _own_pixel_limit():
-            img = Image.open(path)
-    except (UnidentifiedImageError, *_DECODE_ERRORS):
-        img = None  # read_image reports it
-    try:
-        # Pillow walks the file to count GIF frames: damage there surfaces here.
-        count = img.n_frames if img is not None and img.format in ANIMATED_INPUT_FORMATS else 1
-    except _DECODE_ERRORS as exc:
-        img.close()
-        raise ImageReadError(f"{path}: truncated or corrupt frames ({_reason(exc)})") from None
-    if count < 2:
-        if img is not None:
-            img.close()
-        array, meta = read_image(path, max_pixels)
-        return [array], meta
-    with img:
+    with _open(path) as img:
+        try:
+            # Pillow walks the file to count GIF frames: damage there surfaces here.
+            count = img.n_frames if img.format in ANIMATED_INPUT_FORMATS else 1
+        except _DECODE_ERRORS as exc:
+            raise ImageReadError(f"{path}: truncated or corrupt frames ({_reason(exc)})") from None
+        if count < 2:
+            array, meta = _read_still(path, img, max_pixels)
+            return [array], meta
         width, height = img.size
         if max_pixels and count * width * height > max_pixels:
             raise ImageReadError(
