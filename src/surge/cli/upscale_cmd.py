@@ -52,7 +52,7 @@ from surge.inference.image_io import (
 )
 from surge.models.registry import default_model_name
 
-EXTENSIONS = ("png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp", "same")
+EXTENSIONS = ("png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp", "avif", "heic", "same")
 # At this JPEG quality and below, surge-x4-real-psnr beat the models trained on clean LR on photos
 # outside the reported sets (quality 80: yes, 90: no; scripts/jpeg_sweep.py, docs/results/real-world.md).
 COMPRESSED_QUALITY = 85
@@ -77,7 +77,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recursive", action="store_true", help="walk folders recursively (keeps the sub-folder structure; follows symlinked folders once)")
     p.add_argument("--suffix", default=None, help="appended to each output file name (default: _x<S>, e.g. _x4)")
     p.add_argument("--ext", default="png", choices=EXTENSIONS, help="output format; 'same' keeps the input's (default: %(default)s)")
-    p.add_argument("--quality", default=JPEG_QUALITY, type=_quality, metavar="1-100", help="JPEG/WebP quality (default: %(default)s)")
+    p.add_argument("--quality", default=JPEG_QUALITY, type=_quality, metavar="1-100", help="JPEG/WebP/AVIF/HEIC quality (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
     p.add_argument("--tile", default="auto", type=_tile_arg, metavar="N|auto|0", help="LR tile size; auto = from free memory; 0 = whole image (default: auto)")
     p.add_argument("--overlap", default=None, type=_non_negative, metavar="N", help="LR context per tile side (default: the model's receptive radius, exact)")
@@ -277,8 +277,11 @@ def run(args) -> int:
     if not jobs:
         return 1
     single = output_file(args)
-    # Once, before loading a model: exit 2 if not writable.
+    # Once, before loading a model: exit 2 if not writable, or if --ext names a format this
+    # install cannot write (with --ext same such files fail one by one, as their inputs would).
     check_writable_dir(single.parent if single is not None else args.output)
+    if single is None and args.ext != "same":
+        output_format(jobs[0].target)
     sr_model = _load_model(args)
     compressed: list[tuple[Path, int]] = []
     done, skipped, failed = _process(jobs, sr_model, args, compressed)

@@ -19,6 +19,14 @@ with its display times, and :func:`write_animation` writes such frames as an ani
 Pillow reads 16-bit colour PNG and TIFF as 8-bit, so those pixels come from pypng and
 tifffile instead; Pillow still parses their metadata.
 
+Phone formats: AVIF is read and written by Pillow (11.3+ wheels carry libavif; 8 bits per
+channel, read and written; an animated AVIF is read frame by frame). HEIC/HEIF, the iPhone's
+camera format, needs the optional ``pillow-heif`` package (``pip install 'surge[heif]'``; kept out of
+the core install because its wheels bundle the GPL x265 encoder); 10- and 12-bit HEIC is read as
+16-bit, and HEIC is written at 8 bits. Both formats' rotation (``irot``/``imir``) is applied like EXIF
+orientation. A file of either kind that the installed libraries cannot open is an error that names
+the package it needs.
+
 Every failure is a :class:`~surge.errors.ImageReadError` or
 :class:`~surge.errors.ImageWriteError` whose one-line message starts with the path.
 Writes go to a temporary file in the destination folder and are published under the
@@ -42,22 +50,29 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError, features
 
 from surge.atomic import publish
 from surge.errors import ImageReadError, ImageValueError, ImageWriteError, OutputExistsError
 
 # What `surge upscale` picks up in folders. GIF is read (all frames with read_frames) but not written.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")
-OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".avif", ".heic", ".heif")
+OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
+                  ".bmp": "BMP", ".avif": "AVIF", ".heic": "HEIF", ".heif": "HEIF"}
 DEFAULT_MAX_PIXELS = 100_000_000
 JPEG_QUALITY = 95
 _HIGH_DEPTH_FORMATS = ("PNG", "TIFF")
-ANIMATED_INPUT_FORMATS = ("GIF", "PNG", "WEBP")  # read_frames gives all their frames
-ANIMATED_OUTPUT_FORMATS = ("PNG", "WEBP")  # write_animation writes these (APNG, animated WebP)
+ANIMATED_INPUT_FORMATS = ("GIF", "PNG", "WEBP", "AVIF")  # read_frames gives all their frames
+# write_animation writes these (APNG, animated WebP). Not AVIF: Pillow cannot set its loop count.
+ANIMATED_OUTPUT_FORMATS = ("PNG", "WEBP")
 DEFAULT_FRAME_MS = 100  # a frame without a display time: what browsers show a GIF frame for
-_ICC_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
-_EXIF_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
+_ICC_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "AVIF", "HEIF")
+_EXIF_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "AVIF", "HEIF")
+# ISO-BMFF brands (the ftyp box) of files that only an optional library decodes.
+_AVIF_BRANDS = (b"avif", b"avis")
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+_NEEDS_HEIF = "needs the optional pillow-heif package (pip install 'surge[heif]')"
+_NEEDS_AVIF = "needs Pillow built with AVIF (the wheels of Pillow >= 11.3 are)"
 _ORIENTATION = ExifTags.Base.Orientation
 _T = ExifTags.Base
 # TIFF tags that describe how the pixels of *this* file are stored. They are IFD0 tags, so
@@ -205,6 +220,8 @@ def _own_pixel_limit() -> Iterator[None]:
     its own ``max_pixels`` (Pillow's would warn below, and refuse above, a fixed size)."""
     with _PIXEL_LIMIT_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        # Pillow without AVIF warns before failing; _unidentified_reason says it in the error instead.
+        warnings.filterwarnings("ignore", message="image file could not be identified because")
         saved = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None
         try:
@@ -222,13 +239,63 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
 
 def _open(path: Path) -> Image.Image:
     _check_readable(path)
+    heif_available()  # registers pillow-heif's opener with Pillow, when installed
     try:
         with _own_pixel_limit():
             return Image.open(path)
     except UnidentifiedImageError:
-        raise ImageReadError(f"{path}: not a recognised image file") from None
+        raise ImageReadError(f"{path}: {_unidentified_reason(path)}") from None
     except _DECODE_ERRORS as exc:
         raise ImageReadError(f"{path}: cannot read image header ({_reason(exc)})") from None
+
+
+_HEIF_STATE: list[bool] = []  # [available] once pillow-heif was looked for
+
+
+def heif_available() -> bool:
+    """Whether HEIC/HEIF files can be read and written: pillow-heif imports (its opener and
+    saver are then registered with Pillow, once per process)."""
+    if not _HEIF_STATE:
+        try:
+            import pillow_heif
+
+            pillow_heif.register_heif_opener()
+            _HEIF_STATE.append(True)
+        except ImportError:
+            _HEIF_STATE.append(False)
+    return _HEIF_STATE[0]
+
+
+def avif_available() -> bool:
+    """Whether this Pillow reads and writes AVIF (wheels of Pillow >= 11.3 do)."""
+    return bool(features.check("avif"))
+
+
+def _unidentified_reason(path: Path) -> str:
+    """Why Pillow recognised no format: a missing optional decoder, named, or unknown data."""
+    kind = _bmff_kind(path)
+    if kind == "AVIF" and not avif_available():
+        return f"AVIF image {_NEEDS_AVIF}"
+    if kind == "HEIF" and not heif_available():
+        return f"HEIC/HEIF image {_NEEDS_HEIF}"
+    return "not a recognised image file"
+
+
+def _bmff_kind(path: Path) -> str | None:
+    """"AVIF" or "HEIF" from an ISO-BMFF file's ftyp box (major and compatible brands), else None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return None
+    if len(head) < 16 or head[4:8] != b"ftyp":
+        return None
+    end = min(int.from_bytes(head[:4], "big"), len(head))
+    # Major brand at 8, minor version at 12, compatible brands from 16. AVIF files list mif1 too.
+    brands = {head[8:12]} | {head[i:i + 4] for i in range(16, end - 3, 4)}
+    if brands.intersection(_AVIF_BRANDS):
+        return "AVIF"
+    return "HEIF" if brands.intersection(_HEIF_BRANDS) else None
 
 
 def _read_still(path: Path, img: Image.Image, max_pixels: int | None) -> tuple[np.ndarray, ImageMeta]:
@@ -270,6 +337,8 @@ def read_frames(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
                 f"{max_pixels} (max_pixels)"
             )
         loop = img.info.get("loop")
+        if loop is None and img.format == "AVIF":
+            loop = 0  # Pillow does not expose AVIF's repetition count; libavif writes "forever" by default
         orientation = _orientation(img)
         exif = _exif_for_output(img)
         icc = img.info.get("icc_profile") or None
@@ -421,12 +490,14 @@ def orient_array(arr: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def _read_high_depth(path: Path, img: Image.Image) -> np.ndarray | None:
-    """uint16 (H, W, C) pixels of a 16-bit multi-channel PNG/TIFF, else None."""
+    """uint16 (H, W, C) pixels of a 16-bit multi-channel PNG/TIFF or a 10/12-bit colour HEIF, else None."""
     try:
         if img.format == "PNG" and _png_is_16bit_multichannel(path):
             return _read_png16(path)
         if img.format == "TIFF" and _tiff_is_16bit_multichannel(img):
             return _read_tiff16(path)
+        if img.format == "HEIF" and int(img.info.get("bit_depth") or 8) > 8 and img.mode in ("RGB", "RGBA"):
+            return _read_heif_high(path)
     except _DECODE_ERRORS as exc:
         raise ImageReadError(f"{path}: truncated or corrupt image data ({_reason(exc)})") from None
     return None
@@ -456,6 +527,22 @@ def _tiff_is_16bit_multichannel(img: Image.Image) -> bool:
     return len(bits) > 1 and max(int(b) for b in bits) == 16
 
 
+def _read_heif_high(path: Path) -> np.ndarray:
+    """A 10/12-bit HEIF's colour pixels at full 16-bit scale. Pillow's HEIF plugin hands out
+    8 bits; pillow-heif's own reader keeps the depth (applying rotation as the plugin does)."""
+    import pillow_heif
+
+    heif = pillow_heif.open_heif(path, convert_hdr_to_8bit=False)
+    depth = int(heif.info.get("bit_depth") or 16)
+    arr = np.asarray(heif)
+    if arr.dtype != np.uint16 or arr.ndim != 3:
+        raise ValueError(f"unsupported HEIF layout {heif.mode} {arr.shape}")
+    # pillow-heif puts the samples in the high bits (1023 -> 65472); rescale so white is 65535.
+    top = (1 << depth) - 1
+    samples = (arr >> (16 - depth)).astype(np.uint32)
+    return ((samples * 65535 + top // 2) // top).astype(np.uint16)
+
+
 def _read_tiff16(path: Path) -> np.ndarray:
     import tifffile  # installed with scikit-image
 
@@ -477,6 +564,10 @@ def output_format(path: str | Path) -> str:
     fmt = OUTPUT_FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
         raise ImageWriteError(f"{path}: unsupported output extension (use one of {', '.join(OUTPUT_FORMATS)})")
+    if fmt == "HEIF" and not heif_available():
+        raise ImageWriteError(f"{path}: writing HEIC/HEIF {_NEEDS_HEIF}")
+    if fmt == "AVIF" and not avif_available():
+        raise ImageWriteError(f"{path}: writing AVIF {_NEEDS_AVIF}")
     return fmt
 
 
@@ -537,7 +628,7 @@ def write_image(
 
     Keeps 16-bit precision in PNG and TIFF (other formats get 8 bits), the ICC profile and
     EXIF where the format stores them; alpha is flattened onto white for JPEG. ``quality``
-    (1-100) applies to JPEG and WebP. ``overwrite=False`` raises
+    (1-100) applies to JPEG, WebP, AVIF and HEIC. ``overwrite=False`` raises
     :class:`~surge.errors.OutputExistsError` rather than replace a file at ``path``, including
     one that appeared while this image was being encoded.
     """
@@ -624,6 +715,8 @@ def _fit_to_format(arr: np.ndarray, fmt: str) -> np.ndarray:
         arr = _flatten_alpha(arr)  # JPEG has no alpha; BMP's 32-bit alpha is widely ignored
     elif fmt == "WEBP" and channels in (1, 2):
         arr = _grey_to_rgb(arr)  # WebP has no grey modes
+    elif fmt in ("AVIF", "HEIF") and channels == 2:
+        arr = _grey_to_rgb(arr)  # stored as colour + alpha by both encoders: say so, and match an RGB profile
     elif fmt == "TIFF" and channels == 2 and arr.dtype == np.uint16:
         arr = _grey_to_rgb(arr)  # 16-bit grey+alpha TIFF is legal but few readers (Pillow) open it
     return arr
@@ -672,6 +765,11 @@ def _write_pil(f: BinaryIO, arr, fmt: str, icc, exif, quality: int, mode: str | 
         options.update(quality=quality, subsampling=0)
     elif fmt == "WEBP":
         options.update(quality=quality)
+    elif fmt == "AVIF":
+        # Full-resolution chroma for colour, as for JPEG; grey is 4:0:0 (Pillow's choice for L).
+        options.update(quality=quality, **({} if img.mode in ("L", "LA") else {"subsampling": "4:4:4"}))
+    elif fmt == "HEIF":
+        options.update(quality=quality, chroma=444)
     elif fmt == "TIFF":
         options.update(compression="tiff_lzw")
     img.save(f, format=fmt, **options)
