@@ -75,3 +75,37 @@ def test_upscale_notes_compressed_jpegs_for_a_model_trained_on_clean_lr(tmp_path
     assert main(["upscale", str(tmp_path / "in" / "b.jpg"), "-o", str(tmp_path / "out5"), "--device", "cpu",
                  "--model", str(clean)]) == 0
     assert _note_lines(capsys) == []
+
+
+def test_real_for_jpeg_sends_compressed_jpegs_to_the_counterpart_file_by_file(tmp_path, capsys):
+    import surge
+    from surge.inference.image_io import write_image
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _jpeg(60).save(folder / "web.jpg", quality=60)
+    _jpeg(95, seed=1).save(folder / "camera.jpg", quality=95)
+    write_image(read_image(folder / "web.jpg")[0], folder / "shot.png")
+    args = ["upscale", str(folder), "-o", str(tmp_path / "out"), "--device", "cpu", "--precision", "fp32",
+            "--model", "surge-x4-psnr", "--real-for-jpeg"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "surge: 1 JPEG(s) of quality <= 85 upscaled with surge-x4-real-psnr" in err and "note:" not in err
+    for name, model in (("web", "surge-x4-real-psnr"), ("camera", "surge-x4-psnr"), ("shot", "surge-x4-psnr")):
+        source = next(folder.glob(f"{name}.*"))
+        expected = surge.upscale(read_image(source)[0], model=surge.load_model(model, device="cpu", precision="fp32"))
+        assert np.array_equal(read_image(tmp_path / "out" / f"{name}_x4.png")[0], expected), name
+    # The same pixels as a PNG went to the clean model: the choice is by the file's JPEG tables.
+    assert not np.array_equal(read_image(tmp_path / "out" / "web_x4.png")[0], read_image(tmp_path / "out" / "shot_x4.png")[0])
+
+
+def test_real_for_jpeg_needs_a_model_with_a_counterpart_and_the_note_names_the_flag(tmp_path, capsys):
+    _jpeg(60).save(tmp_path / "a.jpg", quality=60)
+    base = ["upscale", str(tmp_path / "a.jpg"), "--device", "cpu"]
+    assert main([*base, "-o", str(tmp_path / "o1"), "--model", "bicubic", "--real-for-jpeg"]) == 2
+    err = capsys.readouterr().err
+    assert "--real-for-jpeg: bicubic has no real-world counterpart" in err
+    assert not (tmp_path / "o1").exists() or list((tmp_path / "o1").iterdir()) == []
+    assert main([*base, "-o", str(tmp_path / "o2"), "--model", "surge-x4"]) == 0
+    notes = _note_lines(capsys)
+    assert len(notes) == 1 and "--real-for-jpeg upscales them with surge-x4-real" in notes[0]

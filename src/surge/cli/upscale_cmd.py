@@ -14,7 +14,8 @@ frame into an animated PNG or WebP with the same display times and loop count; w
 output format holds one frame (JPEG, BMP, TIFF) and for multi-page TIFFs, the first frame is
 upscaled, with a warning line per file. ``-s/--outscale`` resizes the model's output with
 MATLAB bicubic to any final scale. When a network trained on clean LR meets JPEGs of quality
-85 or lower, one closing note names the model made for them (the README's "which model").
+85 or lower, one closing note names the model made for them (the README's "which model");
+``--real-for-jpeg`` hands such JPEGs to that model directly, file by file.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from surge.inference.image_io import (
     write_animation,
     write_image,
 )
-from surge.models.registry import default_model_name
+from surge.models.registry import REAL_WORLD_COUNTERPART, default_model_name
 
 EXTENSIONS = ("png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp", "avif", "heic", "same")
 # At this JPEG quality and below, surge-x4-real-psnr beat the models trained on clean LR on photos
@@ -63,6 +64,23 @@ COMPRESSED_MODEL = "surge-x4-real-psnr"
 class Job:
     source: Path
     target: Path
+
+
+@dataclass
+class Models:
+    """The model for each file: ``main``, or with --real-for-jpeg ``for_jpeg`` (``main``'s
+    real-world counterpart) for JPEGs of quality <= COMPRESSED_QUALITY."""
+
+    main: object
+    for_jpeg: object | None = None
+    for_jpeg_name: str | None = None
+
+    def pick(self, meta: ImageMeta):
+        return self.for_jpeg if self.for_jpeg is not None and _compressed(meta) else self.main
+
+
+def _compressed(meta: ImageMeta) -> bool:
+    return meta.jpeg_quality is not None and meta.jpeg_quality <= COMPRESSED_QUALITY
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
@@ -86,6 +104,10 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default=None, choices=BACKENDS, help="default: onnxruntime for an .onnx --model, else torch")
     p.add_argument("--max-pixels", default=DEFAULT_MAX_PIXELS, type=_positive, metavar="N", help="refuse inputs with more pixels (default: %(default)s)")
     p.add_argument("--batch-size", default=1, type=_positive, metavar="N", help="tiles per forward pass (default: %(default)s)")
+    p.add_argument("--real-for-jpeg", action="store_true",
+                   help=f"JPEGs of quality <= {COMPRESSED_QUALITY} (read from their quantisation tables) are upscaled by the "
+                        "model's real-world counterpart, which removes the artifacts a clean-input model sharpens: "
+                        + ", ".join(f"{a} -> {b}" for a, b in REAL_WORLD_COUNTERPART.items()))
     p.add_argument("--self-ensemble", action="store_true",
                    help="average over the 8 flips/rotations of the input: a little more faithful, 8x slower")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-file messages (errors and warnings are still printed)")
@@ -282,15 +304,21 @@ def run(args) -> int:
     check_writable_dir(single.parent if single is not None else args.output)
     if single is None and args.ext != "same":
         output_format(jobs[0].target)
-    sr_model = _load_model(args)
+    models = _load_models(args)
     compressed: list[tuple[Path, int]] = []
-    done, skipped, failed = _process(jobs, sr_model, args, compressed)
+    done, skipped, failed = _process(jobs, models, args, compressed)
     if not args.quiet:
-        if compressed and _trained_on_clean_lr(sr_model):
+        if compressed and models.for_jpeg is not None:
+            print(f"surge: {len(compressed)} JPEG(s) of quality <= {COMPRESSED_QUALITY} upscaled with {models.for_jpeg_name}",
+                  file=sys.stderr)
+        elif compressed and _trained_on_clean_lr(models.main):
             path, quality = compressed[0]
             more = f" and {len(compressed) - 1} more" if len(compressed) > 1 else ""
+            name = _model_name(args)
+            fix = ("--real-for-jpeg upscales them with " + REAL_WORLD_COUNTERPART[name] if name in REAL_WORLD_COUNTERPART
+                   else f"--model {COMPRESSED_MODEL} removes them")
             print(f"surge: note: {path} (JPEG quality ~{quality}){more}: this model was trained on clean input and "
-                  f"sharpens JPEG artifacts; --model {COMPRESSED_MODEL} removes them (README: Which model)",
+                  f"sharpens JPEG artifacts; {fix} (README: Which model)",
                   file=sys.stderr)
         print(f"surge: {done} upscaled, {skipped} skipped, {failed + len(errors)} failed -> {args.output}", file=sys.stderr)
     return 1 if failed or errors else 0
@@ -302,10 +330,26 @@ def _trained_on_clean_lr(model) -> bool:
     return "stage" in provenance and provenance.get("degradation") is None
 
 
-def _load_model(args):
-    """The model, loaded once (it keeps its inference copy across all files); fixes
+def _load_models(args) -> Models:
+    """The model(s) for the batch, before any work; a model without a real-world counterpart
+    and --real-for-jpeg is a usage error."""
+    name = _model_name(args)
+    if not args.real_for_jpeg:
+        return Models(_load_model(args, name))
+    if name not in REAL_WORLD_COUNTERPART:
+        raise SurgeError(f"--real-for-jpeg: {name} has no real-world counterpart (it works with "
+                         f"{' and '.join(REAL_WORLD_COUNTERPART)}; or give --model {COMPRESSED_MODEL} for every file)")
+    counterpart = REAL_WORLD_COUNTERPART[name]
+    return Models(_load_model(args, name), _load_model(args, counterpart), counterpart)
+
+
+def _model_name(args) -> str:
+    return default_model_name() if args.model in (None, "default") else args.model
+
+
+def _load_model(args, name):
+    """A model, loaded once (it keeps its inference copy across all files); fixes
     ``args.backend`` and checks, before any work, what running it will need."""
-    name = args.model or default_model_name()
     is_onnx = str(name).lower().endswith(".onnx")
     args.backend = args.backend or ("onnxruntime" if is_onnx else "torch")
     if is_onnx:
@@ -323,7 +367,7 @@ def _load_model(args):
     return model
 
 
-def _process(jobs: list[Job], model, args, compressed: list[tuple[Path, int]]) -> tuple[int, int, int]:
+def _process(jobs: list[Job], models: Models, args, compressed: list[tuple[Path, int]]) -> tuple[int, int, int]:
     """(done, skipped, failed); JPEG inputs of quality <= COMPRESSED_QUALITY go to ``compressed``."""
     done = skipped = failed = 0
     show = not args.quiet
@@ -337,9 +381,9 @@ def _process(jobs: list[Job], model, args, compressed: list[tuple[Path, int]]) -
                 tqdm.write(f"surge: skipping {job.source}: {job.target} exists (use --overwrite)", file=sys.stderr)
             continue
         try:
-            meta = _upscale_file(job, model, args, progress=bars)
+            meta = _upscale_file(job, models, args, progress=bars)
             done += 1
-            if meta.jpeg_quality is not None and meta.jpeg_quality <= COMPRESSED_QUALITY:
+            if _compressed(meta):
                 compressed.append((job.source, meta.jpeg_quality))
         except OutputExistsError as exc:
             failed += 1
@@ -353,7 +397,7 @@ def _process(jobs: list[Job], model, args, compressed: list[tuple[Path, int]]) -
     return done, skipped, failed
 
 
-def _upscale_file(job: Job, model, args, progress: bool) -> ImageMeta:
+def _upscale_file(job: Job, models: Models, args, progress: bool) -> ImageMeta:
     fmt = output_format(job.target)
     if fmt in ANIMATED_OUTPUT_FORMATS:
         frames, meta = read_frames(job.source, max_pixels=args.max_pixels)
@@ -365,6 +409,7 @@ def _upscale_file(job: Job, model, args, progress: bool) -> ImageMeta:
         if meta.format in ANIMATED_INPUT_FORMATS and fmt not in ANIMATED_OUTPUT_FORMATS:
             hint = f" ({fmt} holds one frame; --ext png or webp keeps them all)"
         _warn(f"{job.source}: has {meta.frames} frames/pages; only the first was upscaled{hint}")
+    model = models.pick(meta)
     bar = tqdm(frames, desc="frames", unit="frame", file=sys.stderr, leave=False, disable=not progress or len(frames) == 1)
     results = [_upscale_array(frame, job, model, args, progress and len(frames) == 1) for frame in bar]
     try:

@@ -30,6 +30,9 @@ BUNDLED: dict[str, str] = {
     "surge-x4-gpu": "paper configuration trained on a GPU",
 }
 BUILTIN = {"bicubic": "MATLAB-compatible bicubic x4 (no weights)"}
+# Each bundled model trained on clean bicubic LR, and its side trained on real-world degradations
+# (the same kind of output: natural texture, or most faithful). `surge upscale --real-for-jpeg`.
+REAL_WORLD_COUNTERPART = {"surge-x4": "surge-x4-real", "surge-x4-psnr": "surge-x4-real-psnr"}
 
 
 @dataclass(eq=False)
