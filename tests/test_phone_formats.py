@@ -110,6 +110,23 @@ def test_10_bit_heic_is_read_at_16_bits(tmp_path):
     assert len(np.unique(back[..., 0])) > 256
 
 
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_16_bit_pixels_are_written_as_10_bit_heic(tmp_path, channels):
+    y, x = np.mgrid[0:32, 0:48]
+    planes = [x * 65535 // 47, y * 65535 // 31, np.full_like(x, 65535), 65535 - x * 30000 // 47]
+    arr = np.stack(planes[:channels], axis=-1).astype(np.uint16)
+    arr = arr[..., 0] if channels == 1 else arr
+    write_image(arr, tmp_path / "deep.heic", ImageMeta(icc_profile=_srgb_icc()))
+    with Image.open(tmp_path / "deep.heic") as img:
+        assert img.info["bit_depth"] == 10
+    back, meta = read_image(tmp_path / "deep.heic")
+    assert back.dtype == np.uint16 and meta.icc_profile == _srgb_icc()
+    expected = arr if channels > 1 else np.stack([arr] * 3, axis=-1)  # grey is stored as colour
+    assert back.shape == expected.shape
+    assert np.abs(back.astype(np.int64) - expected).mean() < 65535 / 1023 * 2
+    assert np.mean(back % 257 != 0) > 0.5  # more than 8 bits survived (8-bit values scale to multiples of 257)
+
+
 def test_animated_avif_is_read_frame_by_frame(tmp_path):
     rng = np.random.default_rng(1)
     frames = [Image.fromarray((rng.random((16, 24, 3)) * 255).astype(np.uint8)) for _ in range(3)]

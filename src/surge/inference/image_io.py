@@ -23,7 +23,7 @@ Phone formats: AVIF is read and written by Pillow (11.3+ wheels carry libavif; 8
 channel, read and written; an animated AVIF is read frame by frame). HEIC/HEIF, the iPhone's
 camera format, needs the optional ``pillow-heif`` package (``pip install 'surge[heif]'``; kept out of
 the core install because its wheels bundle the GPL x265 encoder); 10- and 12-bit HEIC is read as
-16-bit, and HEIC is written at 8 bits. Both formats' rotation (``irot``/``imir``) is applied like EXIF
+16-bit, and 16-bit pixels are written as 10-bit HEIC (8-bit ones as 8-bit). Both formats' rotation (``irot``/``imir``) is applied like EXIF
 orientation. A file of either kind that the installed libraries cannot open is an error that names
 the package it needs.
 
@@ -61,7 +61,7 @@ OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP
                   ".bmp": "BMP", ".avif": "AVIF", ".heic": "HEIF", ".heif": "HEIF"}
 DEFAULT_MAX_PIXELS = 100_000_000
 JPEG_QUALITY = 95
-_HIGH_DEPTH_FORMATS = ("PNG", "TIFF")
+_HIGH_DEPTH_FORMATS = ("PNG", "TIFF", "HEIF")  # HEIF: 16-bit arrays are written as 10-bit HEIC
 ANIMATED_INPUT_FORMATS = ("GIF", "PNG", "WEBP", "AVIF")  # read_frames gives all their frames
 # write_animation writes these (APNG, animated WebP). Not AVIF: Pillow cannot set its loop count.
 ANIMATED_OUTPUT_FORMATS = ("PNG", "WEBP")
@@ -626,7 +626,7 @@ def write_image(
 ) -> Path:
     """Write an array (layout as :func:`read_image` returns) to ``path``, format by extension.
 
-    Keeps 16-bit precision in PNG and TIFF (other formats get 8 bits), the ICC profile and
+    Keeps 16-bit precision in PNG and TIFF, 10 bits of it in HEIC (other formats get 8 bits), the ICC profile and
     EXIF where the format stores them; alpha is flattened onto white for JPEG. ``quality``
     (1-100) applies to JPEG, WebP, AVIF and HEIC. ``overwrite=False`` raises
     :class:`~surge.errors.OutputExistsError` rather than replace a file at ``path``, including
@@ -642,7 +642,7 @@ def write_image(
     try:
         with _atomic_output(path, overwrite) as f:
             if array.dtype == np.uint16 and array.ndim == 3:
-                _write_high_depth(f, array, fmt, icc, exif)
+                _write_high_depth(f, array, fmt, icc, exif, quality)
             else:
                 _write_pil(f, array, fmt, icc, exif, quality, meta.mode if meta else None)
     except ImageWriteError:
@@ -715,8 +715,10 @@ def _fit_to_format(arr: np.ndarray, fmt: str) -> np.ndarray:
         arr = _flatten_alpha(arr)  # JPEG has no alpha; BMP's 32-bit alpha is widely ignored
     elif fmt == "WEBP" and channels in (1, 2):
         arr = _grey_to_rgb(arr)  # WebP has no grey modes
-    elif fmt in ("AVIF", "HEIF") and channels == 2:
-        arr = _grey_to_rgb(arr)  # stored as colour + alpha by both encoders: say so, and match an RGB profile
+    elif (fmt in ("AVIF", "HEIF") and channels == 2) or (fmt == "HEIF" and channels == 1 and arr.dtype == np.uint16):
+        # Both encoders store grey + alpha as colour + alpha (and 10-bit HEIC is written as colour):
+        # say so, and match an RGB profile.
+        arr = _grey_to_rgb(arr)
     elif fmt == "TIFF" and channels == 2 and arr.dtype == np.uint16:
         arr = _grey_to_rgb(arr)  # 16-bit grey+alpha TIFF is legal but few readers (Pillow) open it
     return arr
@@ -775,7 +777,10 @@ def _write_pil(f: BinaryIO, arr, fmt: str, icc, exif, quality: int, mode: str | 
     img.save(f, format=fmt, **options)
 
 
-def _write_high_depth(f: BinaryIO, arr: np.ndarray, fmt: str, icc, exif) -> None:
+def _write_high_depth(f: BinaryIO, arr: np.ndarray, fmt: str, icc, exif, quality: int) -> None:
+    if fmt == "HEIF":
+        _write_heif10(f, arr, icc, exif, quality)
+        return
     if fmt == "TIFF":
         import tifffile
 
@@ -784,6 +789,20 @@ def _write_high_depth(f: BinaryIO, arr: np.ndarray, fmt: str, icc, exif) -> None
         tifffile.imwrite(f, arr, photometric=photometric, extrasamples=extra, iccprofile=icc, compression=None)
         return
     _write_png16(f, arr, icc, exif)
+
+
+def _write_heif10(f: BinaryIO, arr: np.ndarray, icc: bytes | None, exif: bytes | None, quality: int) -> None:
+    """16-bit RGB/RGBA as 10-bit HEIC (what HEVC Main 10 and phones' HDR photos hold), through
+    pillow-heif, which takes 16-bit samples with the 10 bits at the top."""
+    import pillow_heif
+
+    ten = (arr.astype(np.uint32) * 1023 + 32767) // 65535
+    height, width, channels = arr.shape
+    heif = pillow_heif.from_bytes(mode="RGBA;16" if channels == 4 else "RGB;16", size=(width, height),
+                                  data=np.ascontiguousarray((ten << 6).astype(np.uint16)).tobytes())
+    if icc:
+        heif.info["icc_profile"] = icc
+    heif.save(f, quality=quality, chroma=444, **({"exif": exif} if exif else {}))
 
 
 def _write_png16(f: BinaryIO, arr: np.ndarray, icc: bytes | None, exif: bytes | None) -> None:
