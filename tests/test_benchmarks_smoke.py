@@ -62,3 +62,14 @@ def test_train_step_benchmark_bad_config_is_one_line(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "missing.toml" in proc.stderr
+
+
+def test_batch_upscale_benchmark_runs():
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "batch_upscale.py"), "--images", "2", "--size", "16x12",
+         "--threads", "0", "2", "--rounds", "1"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| 0 |") or line.startswith("| 2 |")]
+    assert len(rows) == 2 and rows[0].endswith("| 1.00x |")

@@ -389,3 +389,99 @@ def test_readme_tells_how_to_run_surge_after_make_demo_and_compare_writes_a_fres
     (compare,) = _readme_commands("compare")
     out = compare[compare.index("--out") + 1]
     assert not out.startswith("docs"), out  # a tracked folder would be overwritten by a reader's run
+
+
+# --- reading ahead and writing behind the model ------------------------------------------
+
+
+def _mixed_folder(folder):
+    _save(folder / "a.png", h=10, w=12, seed=1)
+    _save(folder / "b.jpg", h=8, w=8, seed=2, quality=60)
+    (folder / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"broken" * 10)  # fails to read, mid-batch
+    _animated(folder / "d.gif")
+    _save(folder / "e.webp", h=6, w=14, seed=3)
+
+
+@pytest.mark.parametrize("threads", ["2", "4"])
+def test_io_threads_give_the_same_files_and_report_as_one_after_another(tmp_path, capsys, threads):
+    _mixed_folder(tmp_path / "in")
+    assert _up(tmp_path / "in", "-o", tmp_path / "seq", "--io-threads", "0") == 1
+    seq_err = capsys.readouterr().err
+    assert _up(tmp_path / "in", "-o", tmp_path / "par", "--io-threads", threads) == 1
+    par_err = capsys.readouterr().err
+    assert _files(tmp_path / "seq") == _files(tmp_path / "par") == ["a_x4.png", "b_x4.png", "d_x4.png", "e_x4.png"]
+    for name in _files(tmp_path / "seq"):
+        assert (tmp_path / "seq" / name).read_bytes() == (tmp_path / "par" / name).read_bytes(), name
+    assert _lines(seq_err, "error") == _lines(par_err, "error") and len(_lines(par_err, "error")) == 1
+    assert "c.png" in _lines(par_err, "error")[0]
+
+
+def _watch_writes(monkeypatch, delay):
+    """Slow writes down and record how many were unfinished each time a computation started."""
+    import threading
+    import time
+
+    from surge.cli import upscale_cmd
+
+    lock, unfinished, seen = threading.Lock(), [0], []
+    real_write, real_compute = upscale_cmd._write_job, upscale_cmd._compute
+
+    def slow_write(*args):
+        with lock:
+            unfinished[0] += 1
+        time.sleep(delay)
+        try:
+            return real_write(*args)
+        finally:
+            with lock:
+                unfinished[0] -= 1
+
+    def compute(*args, **kwargs):
+        with lock:
+            seen.append(unfinished[0])
+        return real_compute(*args, **kwargs)
+
+    monkeypatch.setattr(upscale_cmd, "_write_job", slow_write)
+    monkeypatch.setattr(upscale_cmd, "_compute", compute)
+    return seen
+
+
+def test_writes_overlap_computation_but_stay_bounded(tmp_path, monkeypatch):
+    for i in range(6):
+        _save(tmp_path / "in" / f"{i}.png", seed=i)
+    seen = _watch_writes(monkeypatch, delay=0.3)
+    assert _up(tmp_path / "in", "-o", tmp_path / "out", "--io-threads", "2") == 0
+    assert len(_files(tmp_path / "out")) == 6
+    assert max(seen) == 2  # the model went on while two outputs were being written, never more
+
+
+def test_outputs_over_the_byte_bound_are_written_before_the_next_file(tmp_path, monkeypatch):
+    from surge.cli import upscale_cmd
+
+    for i in range(3):
+        _save(tmp_path / "in" / f"{i}.png", seed=i)
+    monkeypatch.setattr(upscale_cmd, "PENDING_OUTPUT_BYTES", 1)
+    seen = _watch_writes(monkeypatch, delay=0.1)
+    assert _up(tmp_path / "in", "-o", tmp_path / "out", "--io-threads", "2") == 0
+    assert seen == [0, 0, 0] and len(_files(tmp_path / "out")) == 3
+
+
+def test_interrupt_finishes_the_writes_under_way_and_leaves_no_partial_file(tmp_path, monkeypatch, capsys):
+    from surge.cli import upscale_cmd
+
+    for i in range(3):
+        _save(tmp_path / "in" / f"{i}.png", seed=i)
+    _watch_writes(monkeypatch, delay=0.3)
+    calls = []
+    real_compute = upscale_cmd._compute
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_compute(*args, **kwargs)
+
+    monkeypatch.setattr(upscale_cmd, "_compute", interrupted)
+    assert _up(tmp_path / "in", "-o", tmp_path / "out", "--io-threads", "2") == 130
+    assert _files(tmp_path / "out") == ["0_x4.png"]  # the first output, written whole; no temp files
+    assert read_image(tmp_path / "out" / "0_x4.png")[0].shape == (24, 32, 3)

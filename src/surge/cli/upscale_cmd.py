@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +106,9 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default=None, choices=BACKENDS, help="default: onnxruntime for an .onnx --model, else torch")
     p.add_argument("--max-pixels", default=DEFAULT_MAX_PIXELS, type=_positive, metavar="N", help="refuse inputs with more pixels (default: %(default)s)")
     p.add_argument("--batch-size", default=1, type=_positive, metavar="N", help="tiles per forward pass (default: %(default)s)")
+    p.add_argument("--io-threads", default=None, type=_non_negative, metavar="N",
+                   help="threads that write outputs (and one that reads the next input) while the model computes; "
+                        "0 = read, compute and write one after another (default: half the CPU cores, 1-4)")
     p.add_argument("--real-for-jpeg", action="store_true",
                    help=f"JPEGs of quality <= {COMPRESSED_QUALITY} (read from their quantisation tables) are upscaled by the "
                         "model's real-world counterpart, which removes the artifacts a clean-input model sharpens: "
@@ -368,50 +373,135 @@ def _load_model(args, name):
 
 
 def _process(jobs: list[Job], models: Models, args, compressed: list[tuple[Path, int]]) -> tuple[int, int, int]:
-    """(done, skipped, failed); JPEG inputs of quality <= COMPRESSED_QUALITY go to ``compressed``."""
-    done = skipped = failed = 0
+    """(done, skipped, failed); JPEG inputs of quality <= COMPRESSED_QUALITY go to ``compressed``.
+
+    The network runs on this thread, one file after another; the next file is decoded and
+    finished outputs are encoded on other threads meanwhile (Pillow, zlib and the codecs release
+    the GIL). Encoding a 4x PNG can take longer than a GPU takes to compute it, so without this a
+    GPU batch would mostly wait on zlib. Outputs waiting to be written are bounded in number
+    (``--io-threads``) and bytes (PENDING_OUTPUT_BYTES), so memory stays that of a few images.
+    """
     show = not args.quiet
     # Bars only on a terminal: in logs and pipes their carriage returns are just noise.
     bars = show and sys.stderr.isatty()
-    bar = tqdm(jobs, desc="images", unit="img", file=sys.stderr, disable=not bars or len(jobs) <= 1)
-    for job in bar:
+    todo, skipped = [], 0
+    for job in jobs:
         if job.target.exists() and not args.overwrite:
             skipped += 1
             if show:
                 tqdm.write(f"surge: skipping {job.source}: {job.target} exists (use --overwrite)", file=sys.stderr)
-            continue
+        else:
+            todo.append(job)
+    threads = _io_threads(args)
+    with _Writes(threads, compressed) as writes, ThreadPoolExecutor(max_workers=1, thread_name_prefix="surge-read") as reader:
+        following = reader.submit(_read_job, todo[0], args) if todo and threads else None
+        bar = tqdm(todo, desc="images", unit="img", file=sys.stderr, disable=not bars or len(todo) <= 1)
+        for index, job in enumerate(bar):
+            read, following = following, None
+            if threads and index + 1 < len(todo):
+                following = reader.submit(_read_job, todo[index + 1], args)  # decoded while this one computes
+            try:
+                frames, meta = read.result() if read is not None else _read_job(job, args)
+                results = _compute(frames, meta, job, models.pick(meta), args, progress=bars)
+            except _FILE_ERRORS as exc:
+                writes.fail(job, exc)
+                continue
+            writes.submit(job, results, meta, args)
+    return writes.done, skipped, writes.failed
+
+
+# Per-file failures: reported on one line each, and the batch goes on.
+_FILE_ERRORS = (SurgeError, RuntimeError, MemoryError)
+# Outputs computed but not yet written, at most; a larger one is written before the next file is computed.
+PENDING_OUTPUT_BYTES = 512 * 2**20
+
+
+def _io_threads(args) -> int:
+    if args.io_threads is not None:
+        return args.io_threads
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
+class _Writes:
+    """Outputs being written: on ``threads`` threads (0: right away on this one), settled in
+    submission order, each ending as done or failed with its one-line message."""
+
+    def __init__(self, threads: int, compressed: list[tuple[Path, int]]):
+        self.threads, self.compressed = threads, compressed
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="surge-write") if threads else None
+        self.pending: deque[tuple[Job, ImageMeta, int, Future]] = deque()
+        self.done = self.failed = 0
+
+    def __enter__(self) -> _Writes:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        # Also on Ctrl-C: writes under way finish (each publishes a whole file or nothing).
         try:
-            meta = _upscale_file(job, models, args, progress=bars)
-            done += 1
-            if _compressed(meta):
-                compressed.append((job.source, meta.jpeg_quality))
-        except OutputExistsError as exc:
-            failed += 1
+            self._settle(keep=0)
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, job: Job, results: list[np.ndarray], meta: ImageMeta, args) -> None:
+        if self.pool is None:
+            try:
+                _write_job(results, job, meta, args)
+            except _FILE_ERRORS as exc:
+                self.fail(job, exc)
+            else:
+                self._succeed(job, meta)
+            return
+        size = sum(r.nbytes for r in results)
+        self.pending.append((job, meta, size, self.pool.submit(_write_job, results, job, meta, args)))
+        self._settle(keep=self.threads)
+
+    def fail(self, job: Job, exc: BaseException) -> None:
+        self.failed += 1
+        if isinstance(exc, OutputExistsError):
             _error(f"{exc}; use --overwrite to replace it")
-        except SurgeError as exc:
-            failed += 1
+        elif isinstance(exc, SurgeError):
             _error(str(exc))
-        except (RuntimeError, MemoryError) as exc:  # e.g. out of memory: the next file may fit
-            failed += 1
+        else:  # e.g. out of memory: the next file may fit
             _error(f"{job.source}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-    return done, skipped, failed
+
+    def _succeed(self, job: Job, meta: ImageMeta) -> None:
+        self.done += 1
+        if _compressed(meta):
+            self.compressed.append((job.source, meta.jpeg_quality))
+
+    def _settle(self, keep: int) -> None:
+        """Wait for the oldest writes until at most ``keep`` remain and their outputs fit the byte bound."""
+        while self.pending and (len(self.pending) > keep or sum(p[2] for p in self.pending) > PENDING_OUTPUT_BYTES
+                                or self.pending[0][3].done()):
+            job, meta, _, future = self.pending.popleft()
+            try:
+                future.result()
+            except _FILE_ERRORS as exc:
+                self.fail(job, exc)
+            else:
+                self._succeed(job, meta)
 
 
-def _upscale_file(job: Job, models: Models, args, progress: bool) -> ImageMeta:
+def _read_job(job: Job, args) -> tuple[list[np.ndarray], ImageMeta]:
+    if output_format(job.target) in ANIMATED_OUTPUT_FORMATS:
+        return read_frames(job.source, max_pixels=args.max_pixels)
+    array, meta = read_image(job.source, max_pixels=args.max_pixels)
+    return [array], meta
+
+
+def _compute(frames: list[np.ndarray], meta: ImageMeta, job: Job, model, args, progress: bool) -> list[np.ndarray]:
     fmt = output_format(job.target)
-    if fmt in ANIMATED_OUTPUT_FORMATS:
-        frames, meta = read_frames(job.source, max_pixels=args.max_pixels)
-    else:
-        array, meta = read_image(job.source, max_pixels=args.max_pixels)
-        frames = [array]
     if len(frames) < meta.frames:
         hint = ""
         if meta.format in ANIMATED_INPUT_FORMATS and fmt not in ANIMATED_OUTPUT_FORMATS:
             hint = f" ({fmt} holds one frame; --ext png or webp keeps them all)"
         _warn(f"{job.source}: has {meta.frames} frames/pages; only the first was upscaled{hint}")
-    model = models.pick(meta)
     bar = tqdm(frames, desc="frames", unit="frame", file=sys.stderr, leave=False, disable=not progress or len(frames) == 1)
-    results = [_upscale_array(frame, job, model, args, progress and len(frames) == 1) for frame in bar]
+    return [_upscale_array(frame, job, model, args, progress and len(frames) == 1) for frame in bar]
+
+
+def _write_job(results: list[np.ndarray], job: Job, meta: ImageMeta, args) -> None:
     try:
         if len(results) > 1:
             write_animation(results, job.target, meta, quality=args.quality, overwrite=args.overwrite)
@@ -419,7 +509,6 @@ def _upscale_file(job: Job, models: Models, args, progress: bool) -> ImageMeta:
             write_image(results[0], job.target, meta, quality=args.quality, overwrite=args.overwrite)
     except ImageWriteError as exc:
         raise type(exc)(f"{job.source}: {exc}") from None
-    return meta
 
 
 def _upscale_array(array: np.ndarray, job: Job, model, args, progress: bool) -> np.ndarray:
