@@ -109,3 +109,23 @@ def test_real_for_jpeg_needs_a_model_with_a_counterpart_and_the_note_names_the_f
     assert main([*base, "-o", str(tmp_path / "o2"), "--model", "surge-x4"]) == 0
     notes = _note_lines(capsys)
     assert len(notes) == 1 and "--real-for-jpeg upscales them with surge-x4-real" in notes[0]
+
+
+def test_the_default_model_hands_compressed_jpegs_to_its_counterpart_unless_told_not_to(tmp_path, capsys):
+    import surge
+
+    _jpeg(60).save(tmp_path / "a.jpg", quality=60)
+    base = ["upscale", str(tmp_path / "a.jpg"), "--device", "cpu", "--precision", "fp32"]
+    assert main([*base, "-o", str(tmp_path / "default")]) == 0
+    assert "upscaled with surge-x4-real" in capsys.readouterr().err
+    expected = surge.upscale(read_image(tmp_path / "a.jpg")[0], model=surge.load_model("surge-x4-real", device="cpu", precision="fp32"))
+    assert np.array_equal(read_image(tmp_path / "default" / "a_x4.png")[0], expected)
+    assert main([*base, "-o", str(tmp_path / "off"), "--no-real-for-jpeg"]) == 0
+    notes = _note_lines(capsys)
+    assert len(notes) == 1 and "--real-for-jpeg upscales them with surge-x4-real" in notes[0]
+    expected = surge.upscale(read_image(tmp_path / "a.jpg")[0], model=surge.load_model("surge-x4", device="cpu", precision="fp32"))
+    assert np.array_equal(read_image(tmp_path / "off" / "a_x4.png")[0], expected)
+    # A model named explicitly is used as named (here the default's own name): the note, no switch.
+    assert main([*base, "-o", str(tmp_path / "named"), "--model", "surge-x4"]) == 0
+    assert len(_note_lines(capsys)) == 1
+    assert np.array_equal(read_image(tmp_path / "named" / "a_x4.png")[0], expected)

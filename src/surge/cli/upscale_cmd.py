@@ -15,7 +15,7 @@ output format holds one frame (JPEG, BMP, TIFF) and for multi-page TIFFs, the fi
 upscaled, with a warning line per file. ``-s/--outscale`` resizes the model's output with
 MATLAB bicubic to any final scale. When a network trained on clean LR meets JPEGs of quality
 85 or lower, one closing note names the model made for them (the README's "which model");
-``--real-for-jpeg`` hands such JPEGs to that model directly, file by file.
+``--real-for-jpeg`` (on for the default model) hands such JPEGs to that model, file by file.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from surge.inference.image_io import (
     write_animation,
     write_image,
 )
-from surge.models.registry import REAL_WORLD_COUNTERPART, default_model_name
+from surge.models.registry import REAL_WORLD_COUNTERPART, bundled_path, default_model_name
 
 EXTENSIONS = ("png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp", "avif", "heic", "same")
 # At this JPEG quality and below, surge-x4-real-psnr beat the models trained on clean LR on photos
@@ -109,10 +109,11 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--io-threads", default=None, type=_non_negative, metavar="N",
                    help="threads that write outputs (and one that reads the next input) while the model computes; "
                         "0 = read, compute and write one after another (default: half the CPU cores, 1-4)")
-    p.add_argument("--real-for-jpeg", action="store_true",
+    p.add_argument("--real-for-jpeg", action=argparse.BooleanOptionalAction, default=None,
                    help=f"JPEGs of quality <= {COMPRESSED_QUALITY} (read from their quantisation tables) are upscaled by the "
                         "model's real-world counterpart, which removes the artifacts a clean-input model sharpens: "
-                        + ", ".join(f"{a} -> {b}" for a, b in REAL_WORLD_COUNTERPART.items()))
+                        + ", ".join(f"{a} -> {b}" for a, b in REAL_WORLD_COUNTERPART.items())
+                        + " (default: on for the default model, off for a model given with --model)")
     p.add_argument("--self-ensemble", action="store_true",
                    help="average over the 8 flips/rotations of the input: a little more faithful, 8x slower")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-file messages (errors and warnings are still printed)")
@@ -339,6 +340,9 @@ def _load_models(args) -> Models:
     """The model(s) for the batch, before any work; a model without a real-world counterpart
     and --real-for-jpeg is a usage error."""
     name = _model_name(args)
+    if args.real_for_jpeg is None:  # on for the default model, when its counterpart is installed
+        counterpart = REAL_WORLD_COUNTERPART.get(name)
+        args.real_for_jpeg = args.model in (None, "default") and counterpart is not None and bundled_path(counterpart) is not None
     if not args.real_for_jpeg:
         return Models(_load_model(args, name))
     if name not in REAL_WORLD_COUNTERPART:
