@@ -472,3 +472,27 @@ def test_quality_is_validated(tmp_path):
     write_image(_rgb(), tmp_path / "lo.jpg", quality=5)
     write_image(_rgb(), tmp_path / "hi.jpg", quality=100)
     assert (tmp_path / "lo.jpg").stat().st_size < (tmp_path / "hi.jpg").stat().st_size
+
+
+def test_16_bit_tiff_keeps_the_descriptive_tags_and_software(tmp_path):
+    import tifffile
+
+    exif = _exif(orientation=1, make="surge-cam")
+    exif[ExifTags.Base.Model] = "M1"
+    exif[ExifTags.Base.DateTime] = "2024:01:02 03:04:05"
+    exif[ExifTags.Base.Software] = "firmware"
+    meta = ImageMeta(exif=exif.tobytes(), software="surge test")
+    write_image(_rgb(dtype=np.uint16), tmp_path / "a.tif", meta)
+    with tifffile.TiffFile(tmp_path / "a.tif") as tif:
+        tags = {t.name: t.value for t in tif.pages[0].tags.values()}
+    assert tif.pages[0].dtype == np.uint16
+    assert (tags["Make"], tags["Model"], tags["DateTime"], tags["Software"]) == ("surge-cam", "M1", "2024:01:02 03:04:05", "surge test")
+
+
+def test_software_tag_without_source_exif_and_16_bit_png_text(tmp_path):
+    write_image(_rgb(dtype=np.uint16), tmp_path / "a.png", ImageMeta(software="surge test"))
+    with Image.open(tmp_path / "a.png") as img:
+        assert img.info["Software"] == "surge test" and img.getexif()[ExifTags.Base.Software] == "surge test"
+    write_image(_rgb(), tmp_path / "b.png", ImageMeta())
+    with Image.open(tmp_path / "b.png") as img:
+        assert "Software" not in img.info and len(img.getexif()) == 0

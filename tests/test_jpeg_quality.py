@@ -120,6 +120,8 @@ def test_the_default_model_hands_compressed_jpegs_to_its_counterpart_unless_told
     assert "upscaled with surge-x4-real" in capsys.readouterr().err
     expected = surge.upscale(read_image(tmp_path / "a.jpg")[0], model=surge.load_model("surge-x4-real", device="cpu", precision="fp32"))
     assert np.array_equal(read_image(tmp_path / "default" / "a_x4.png")[0], expected)
+    with Image.open(tmp_path / "default" / "a_x4.png") as out:
+        assert out.info["Software"] == f"surge {surge.__version__} (surge-x4-real)"
     assert main([*base, "-o", str(tmp_path / "off"), "--no-real-for-jpeg"]) == 0
     notes = _note_lines(capsys)
     assert len(notes) == 1 and "--real-for-jpeg upscales them with surge-x4-real" in notes[0]

@@ -485,3 +485,22 @@ def test_interrupt_finishes_the_writes_under_way_and_leaves_no_partial_file(tmp_
     assert _up(tmp_path / "in", "-o", tmp_path / "out", "--io-threads", "2") == 130
     assert _files(tmp_path / "out") == ["0_x4.png"]  # the first output, written whole; no temp files
     assert read_image(tmp_path / "out" / "0_x4.png")[0].shape == (24, 32, 3)
+
+
+def test_outputs_name_the_model_that_made_them(tmp_path):
+    from PIL import ExifTags
+
+    exif = Image.Exif()
+    exif[ExifTags.Base.Software] = "camera firmware 1.0"
+    exif[ExifTags.Base.Make] = "surge-test"
+    _save(tmp_path / "in" / "a.jpg", quality=95, exif=exif)
+    _save(tmp_path / "in" / "b.png")
+    for ext in ("png", "jpg", "webp", "tif"):
+        assert _up(tmp_path / "in", "-o", tmp_path / ext, "--ext", ext) == 0
+        for name in ("a", "b"):
+            with Image.open(tmp_path / ext / f"{name}_x4.{ext}") as out:
+                tags = out.getexif()
+                assert tags[ExifTags.Base.Software] == f"surge {surge.__version__} (bicubic)", (ext, name)
+                assert tags.get(ExifTags.Base.Make) == ("surge-test" if name == "a" else None)
+                if ext == "png":
+                    assert out.info["Software"] == f"surge {surge.__version__} (bicubic)"

@@ -74,11 +74,15 @@ class Models:
     real-world counterpart) for JPEGs of quality <= COMPRESSED_QUALITY."""
 
     main: object
+    main_name: str
     for_jpeg: object | None = None
     for_jpeg_name: str | None = None
 
-    def pick(self, meta: ImageMeta):
-        return self.for_jpeg if self.for_jpeg is not None and _compressed(meta) else self.main
+    def pick(self, meta: ImageMeta) -> tuple[object, str]:
+        """The model for a file, and the name its output's Software tag gives it."""
+        if self.for_jpeg is not None and _compressed(meta):
+            return self.for_jpeg, self.for_jpeg_name
+        return self.main, Path(self.main_name).name  # a file: its name, not the user's folders
 
 
 def _compressed(meta: ImageMeta) -> bool:
@@ -344,12 +348,12 @@ def _load_models(args) -> Models:
         counterpart = REAL_WORLD_COUNTERPART.get(name)
         args.real_for_jpeg = args.model in (None, "default") and counterpart is not None and bundled_path(counterpart) is not None
     if not args.real_for_jpeg:
-        return Models(_load_model(args, name))
+        return Models(_load_model(args, name), str(name))
     if name not in REAL_WORLD_COUNTERPART:
         raise SurgeError(f"--real-for-jpeg: {name} has no real-world counterpart (it works with "
                          f"{' and '.join(REAL_WORLD_COUNTERPART)}; or give --model {COMPRESSED_MODEL} for every file)")
     counterpart = REAL_WORLD_COUNTERPART[name]
-    return Models(_load_model(args, name), _load_model(args, counterpart), counterpart)
+    return Models(_load_model(args, name), name, _load_model(args, counterpart), counterpart)
 
 
 def _model_name(args) -> str:
@@ -406,7 +410,9 @@ def _process(jobs: list[Job], models: Models, args, compressed: list[tuple[Path,
                 following = reader.submit(_read_job, todo[index + 1], args)  # decoded while this one computes
             try:
                 frames, meta = read.result() if read is not None else _read_job(job, args)
-                results = _compute(frames, meta, job, models.pick(meta), args, progress=bars)
+                model, model_name = models.pick(meta)
+                meta.software = f"surge {surge.__version__} ({model_name})"
+                results = _compute(frames, meta, job, model, args, progress=bars)
             except _FILE_ERRORS as exc:
                 writes.fail(job, exc)
                 continue

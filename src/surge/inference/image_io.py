@@ -113,6 +113,7 @@ class ImageMeta:
     durations: tuple[int, ...] | None = None  # ms per frame, set by read_frames for an animation
     loop: int | None = None  # the source's loop count (0 = forever); None: it had none (plays once)
     jpeg_quality: int | None = None  # a JPEG source's quality on the IJG scale, estimated (jpeg_quality())
+    software: str | None = None  # written as the output's Software tag (surge upscale: "surge <version> (<model>)")
 
 
 # --- PIL image <-> array -------------------------------------------------------------
@@ -445,12 +446,35 @@ def _without_layout_tags(exif: Image.Exif) -> bytes | None:
 
 def _exif_bytes_for_output(exif: bytes) -> bytes | None:
     """``exif`` without layout tags (ImageMeta may be built by hand, not by read_image)."""
+    loaded = _load_exif(exif)
+    return _without_layout_tags(loaded) if loaded is not None else None
+
+
+def _load_exif(exif: bytes | None) -> Image.Exif | None:
+    loaded = Image.Exif()
     try:
-        loaded = Image.Exif()
-        loaded.load(exif)
-        return _without_layout_tags(loaded)
+        if exif:
+            loaded.load(exif)
     except (*_DECODE_ERRORS, TypeError):
         return None
+    return loaded
+
+
+def _output_exif(meta: ImageMeta | None) -> bytes | None:
+    """The EXIF an output carries: the source's without layout tags, with ``meta.software`` as
+    its Software tag (like an editor's, replacing the camera firmware's)."""
+    if meta is None or not (meta.exif or meta.software):
+        return None
+    exif = _load_exif(meta.exif)
+    if exif is None:  # damaged: drop the source's EXIF, keep the Software tag
+        exif = Image.Exif()
+    if meta.software:
+        exif[_T.Software] = meta.software
+    return _without_layout_tags(exif)
+
+
+# IFD0 text tags a 16-bit TIFF (written by tifffile, which has no EXIF IFD) carries over.
+_TIFF_TEXT_TAGS = (_T.Make, _T.Model, _T.DateTime, _T.Artist, _T.Copyright)
 
 
 def _icc_applies(img: Image.Image) -> bool:
@@ -638,7 +662,7 @@ def write_image(
         raise ImageWriteError(f"{path}: quality must be 1-100, got {quality}")
     array = _fit_to_format(array, fmt)
     icc = _matching_icc(meta, array)
-    exif = _exif_bytes_for_output(meta.exif) if meta is not None and meta.exif and fmt in _EXIF_FORMATS else None
+    exif = _output_exif(meta) if fmt in _EXIF_FORMATS else None
     try:
         with _atomic_output(path, overwrite) as f:
             if array.dtype == np.uint16 and array.ndim == 3:
@@ -683,11 +707,13 @@ def write_animation(
     icc = _matching_icc(meta, arrays[0])
     if icc:
         options["icc_profile"] = icc
-    exif = _exif_bytes_for_output(meta.exif) if meta.exif else None
+    exif = _output_exif(meta)
     if exif:
         options["exif"] = exif
     if fmt == "WEBP":
         options["quality"] = quality
+    else:
+        options.update(_png_text(exif))
     try:
         with _atomic_output(path, overwrite) as f:
             images[0].save(f, format=fmt, **options)
@@ -762,6 +788,8 @@ def _write_pil(f: BinaryIO, arr, fmt: str, icc, exif, quality: int, mode: str | 
         options["icc_profile"] = icc
     if exif:
         options["exif"] = exif
+    if fmt == "PNG":
+        options.update(_png_text(exif))
     if fmt == "JPEG":
         # 4:4:4 chroma: upscaled detail is what the user wants, don't halve colour resolution.
         options.update(quality=quality, subsampling=0)
@@ -777,6 +805,24 @@ def _write_pil(f: BinaryIO, arr, fmt: str, icc, exif, quality: int, mode: str | 
     img.save(f, format=fmt, **options)
 
 
+def _png_text(exif: bytes | None) -> dict:
+    """A tEXt Software chunk for PNG viewers that do not read eXIf (most of them)."""
+    software = _software_of(exif)
+    if not software:
+        return {}
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("Software", software)
+    return {"pnginfo": info}
+
+
+def _software_of(exif: bytes | None) -> str | None:
+    loaded = _load_exif(exif) if exif else None
+    value = loaded.get(_T.Software) if loaded is not None else None
+    return str(value) if value else None
+
+
 def _write_high_depth(f: BinaryIO, arr: np.ndarray, fmt: str, icc, exif, quality: int) -> None:
     if fmt == "HEIF":
         _write_heif10(f, arr, icc, exif, quality)
@@ -786,7 +832,10 @@ def _write_high_depth(f: BinaryIO, arr: np.ndarray, fmt: str, icc, exif, quality
 
         photometric = "rgb" if arr.shape[2] >= 3 else "minisblack"
         extra = ["unassalpha"] if arr.shape[2] in (2, 4) else None
-        tifffile.imwrite(f, arr, photometric=photometric, extrasamples=extra, iccprofile=icc, compression=None)
+        loaded = _load_exif(exif) if exif else None
+        text = [(int(tag), "s", 0, str(loaded[tag]), True) for tag in _TIFF_TEXT_TAGS if loaded is not None and loaded.get(tag)]
+        tifffile.imwrite(f, arr, photometric=photometric, extrasamples=extra, iccprofile=icc, compression=None,
+                         software=_software_of(exif) or None, extratags=text)
         return
     _write_png16(f, arr, icc, exif)
 
@@ -821,4 +870,7 @@ def _write_png16(f: BinaryIO, arr: np.ndarray, icc: bytes | None, exif: bytes | 
         extra.append((b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
     if exif:
         extra.append((b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+        software = _software_of(exif)
+        if software:
+            extra.append((b"tEXt", b"Software\x00" + software.encode("latin-1", "replace")))
     png.write_chunks(f, [chunks[0], *extra, *chunks[1:]])  # right after IHDR
