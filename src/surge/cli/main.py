@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "models": "List the built-in and bundled models.",
     "eval": "Evaluate a model on benchmark sets (PSNR-Y/SSIM-Y, MATLAB protocol).",
     "compare": "Write a markdown table and zoomed-crop figure comparing models.",
+    "diff": "Is model B better than model A on the same images? Paired differences with confidence intervals.",
     "train": "Train a model from an experiment config.",
     "export": "Export a model to ONNX.",
     "interpolate": "Blend two models' weights (network interpolation): PSNR model + its GAN fine-tune.",
