@@ -253,3 +253,12 @@ def test_top_level_help_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "upscale" in out and "export" in out  # every subcommand is still listed
     assert out.strip().endswith("False")
+
+
+def test_a_closed_pipe_ends_quietly_with_status_141():
+    code = ("import surge.cli.models_cmd as c, surge.cli.main as m, sys\n"
+            "c.run = lambda args: print('row\\n' * 200000)\n"  # more than a pipe holds: the write must fail
+            "sys.exit(m.main(['models']))\n")
+    proc = subprocess.run(["bash", "-c", f'"{sys.executable}" -c "$0" | head -c 10 >/dev/null; echo "${{PIPESTATUS[0]}}"', code],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.stderr == "" and proc.stdout.strip() == "141"

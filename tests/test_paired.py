@@ -66,7 +66,7 @@ def test_cli_prints_the_table_and_refuses_what_it_cannot_compare(tmp_path, capsy
     assert main(["diff", str(a), str(b)]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| Set5") or line.startswith("| BSD100")]
-    assert len(rows) == 2 and "| a | b |" in out  # both weights are "last": the files name them
+    assert len(rows) == 2 and f"| {tmp_path.name}/a | {tmp_path.name}/b |" in out  # both are "last": the files name them
     assert "+1.00 | [+1.00, +1.00] * | 5 / 0" in rows[0] and "+0.20 |" in rows[1]
     assert "Set5: fewer than 10 images" in out
     assert main(["diff", str(a), str(b), "--sets", "Set14"]) == 2

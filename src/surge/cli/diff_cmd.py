@@ -14,6 +14,7 @@ from pathlib import Path
 from surge.errors import DatasetError
 
 FEW_IMAGES = 10  # below this a bootstrap over images has little to resample
+RUN_WEIGHT_NAMES = {"last", "best"}  # what `surge train` calls a run's weights: no help in a table
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
@@ -48,6 +49,10 @@ def _one_model(path: Path):
     return entries[0]
 
 
+def _label(path: Path) -> str:
+    return f"{path.parent.name}/{path.stem}" if path.parent.name else path.stem
+
+
 def run(args) -> int:
     from surge.evaluation.paired import format_paired_table, paired_difference
 
@@ -62,8 +67,10 @@ def run(args) -> int:
                 raise DatasetError(f"{path}: no results for set {name} (it has {', '.join(entry.results)})")
         for metric in args.metrics:
             rows.append(paired_difference(a.result(name), b.result(name), metric, level=args.level, seed=args.seed))
-    # Run folders name their weights "last"/"best": then the files tell the models apart.
-    name_a, name_b = (a.name, b.name) if a.name != b.name else (args.a.stem, args.b.stem)
+    # Run folders name their weights "last"/"best": then the files (and their folders) tell them apart.
+    name_a, name_b = a.name, b.name
+    if name_a == name_b or {name_a, name_b} & RUN_WEIGHT_NAMES:
+        name_a, name_b = _label(args.a), _label(args.b)
     print(format_paired_table(rows, name_a, name_b))
     print(f"\ndifference = {name_b} - {name_a}, mean over images; interval: BCa bootstrap over images "
           f"(seed {args.seed}), * where it excludes 0. It does not include training noise: compare seeds for that.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # Subcommand name -> module under surge.cli. Imported lazily so `surge --help` stays fast
@@ -86,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("surge: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`surge models | head`): stop quietly, like other Unix tools. Python
+        # would report the pipe again when it flushes stdout at exit, so point stdout at nothing.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for such a pipeline stage
 
 
 if __name__ == "__main__":
