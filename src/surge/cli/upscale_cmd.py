@@ -429,7 +429,9 @@ PENDING_OUTPUT_BYTES = 512 * 2**20
 def _io_threads(args) -> int:
     if args.io_threads is not None:
         return args.io_threads
-    return max(1, min(4, (os.cpu_count() or 2) // 2))
+    # The cores this process may use (a container or taskset may allow fewer than the machine has).
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+    return max(1, min(4, cores // 2))
 
 
 class _Writes:
