@@ -163,6 +163,15 @@ def test_an_animated_avif_becomes_an_animated_png(tmp_path):
         assert out.n_frames == 2 and out.size == (32, 32)
 
 
+@pytest.mark.parametrize("ext", FORMATS)
+def test_a_truncated_file_is_named_as_such(tmp_path, ext):
+    write_image(_smooth(), tmp_path / f"full.{ext}")
+    (tmp_path / f"cut.{ext}").write_bytes((tmp_path / f"full.{ext}").read_bytes()[:200])
+    kind = "HEIC/HEIF" if ext == "heic" else "AVIF"
+    with pytest.raises(ImageReadError, match=rf"cut\.{ext}: truncated or corrupt {kind} image"):
+        read_image(tmp_path / f"cut.{ext}")
+
+
 def test_non_image_iso_bmff_is_not_claimed_as_a_phone_format(tmp_path):
     fake = tmp_path / "clip.heic"
     fake.write_bytes(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(64))  # an MP4 header

@@ -275,10 +275,10 @@ def avif_available() -> bool:
 def _unidentified_reason(path: Path) -> str:
     """Why Pillow recognised no format: a missing optional decoder, named, or unknown data."""
     kind = _bmff_kind(path)
-    if kind == "AVIF" and not avif_available():
-        return f"AVIF image {_NEEDS_AVIF}"
-    if kind == "HEIF" and not heif_available():
-        return f"HEIC/HEIF image {_NEEDS_HEIF}"
+    if kind == "AVIF":
+        return f"AVIF image {_NEEDS_AVIF}" if not avif_available() else "truncated or corrupt AVIF image"
+    if kind == "HEIF":
+        return f"HEIC/HEIF image {_NEEDS_HEIF}" if not heif_available() else "truncated or corrupt HEIC/HEIF image"
     return "not a recognised image file"
 
 
