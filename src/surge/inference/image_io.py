@@ -21,11 +21,11 @@ tifffile instead; Pillow still parses their metadata.
 
 Phone formats: AVIF is read and written by Pillow (11.3+ wheels carry libavif; 8 bits per
 channel, read and written; an animated AVIF is read frame by frame). HEIC/HEIF, the iPhone's
-camera format, needs the optional ``pillow-heif`` package (``pip install 'surge[heif]'``; kept out of
-the core install because its wheels bundle the GPL x265 encoder); 10- and 12-bit HEIC is read as
-16-bit, and 16-bit pixels are written as 10-bit HEIC (8-bit ones as 8-bit). Both formats' rotation (``irot``/``imir``) is applied like EXIF
-orientation. A file of either kind that the installed libraries cannot open is an error that names
-the package it needs.
+camera format, needs the optional ``pillow-heif`` package (``pip install 'surge[heif]'``; kept
+out of the core install because its wheels bundle the GPL x265 encoder); 10- and 12-bit HEIC is
+read as 16-bit, and 16-bit pixels are written as 10-bit HEIC (8-bit ones as 8-bit). Both
+formats' rotation (``irot``/``imir``) is applied like EXIF orientation. A file of either kind
+that the installed libraries cannot open is an error that names the package it needs.
 
 Every failure is a :class:`~surge.errors.ImageReadError` or
 :class:`~surge.errors.ImageWriteError` whose one-line message starts with the path.
@@ -38,6 +38,7 @@ never replaced.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import struct
 import threading
@@ -250,21 +251,16 @@ def _open(path: Path) -> Image.Image:
         raise ImageReadError(f"{path}: cannot read image header ({_reason(exc)})") from None
 
 
-_HEIF_STATE: list[bool] = []  # [available] once pillow-heif was looked for
-
-
+@functools.cache
 def heif_available() -> bool:
     """Whether HEIC/HEIF files can be read and written: pillow-heif imports (its opener and
     saver are then registered with Pillow, once per process)."""
-    if not _HEIF_STATE:
-        try:
-            import pillow_heif
-
-            pillow_heif.register_heif_opener()
-            _HEIF_STATE.append(True)
-        except ImportError:
-            _HEIF_STATE.append(False)
-    return _HEIF_STATE[0]
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
 
 
 def avif_available() -> bool:
@@ -650,8 +646,9 @@ def write_image(
 ) -> Path:
     """Write an array (layout as :func:`read_image` returns) to ``path``, format by extension.
 
-    Keeps 16-bit precision in PNG and TIFF, 10 bits of it in HEIC (other formats get 8 bits), the ICC profile and
-    EXIF where the format stores them; alpha is flattened onto white for JPEG. ``quality``
+    Keeps 16-bit precision in PNG and TIFF, 10 bits of it in HEIC (other formats get 8 bits),
+    the ICC profile and EXIF where the format stores them (with ``meta.software`` as the Software
+    tag); alpha is flattened onto white for JPEG. ``quality``
     (1-100) applies to JPEG, WebP, AVIF and HEIC. ``overwrite=False`` raises
     :class:`~surge.errors.OutputExistsError` rather than replace a file at ``path``, including
     one that appeared while this image was being encoded.
@@ -833,7 +830,8 @@ def _write_high_depth(f: BinaryIO, arr: np.ndarray, fmt: str, icc, exif, quality
         photometric = "rgb" if arr.shape[2] >= 3 else "minisblack"
         extra = ["unassalpha"] if arr.shape[2] in (2, 4) else None
         loaded = _load_exif(exif) if exif else None
-        text = [(int(tag), "s", 0, str(loaded[tag]), True) for tag in _TIFF_TEXT_TAGS if loaded is not None and loaded.get(tag)]
+        text = [(int(tag), "s", 0, str(loaded[tag]), True)
+                for tag in _TIFF_TEXT_TAGS if loaded is not None and loaded.get(tag)]
         tifffile.imwrite(f, arr, photometric=photometric, extrasamples=extra, iccprofile=icc, compression=None,
                          software=_software_of(exif) or None, extratags=text)
         return
