@@ -9,9 +9,9 @@ even one that another process created while this one was computing (reported, ex
 
 Folders are walked for the extensions in ``IMAGE_EXTENSIONS`` (GIF included, as when
 named); with ``--recursive`` symlinked folders are followed, each real folder once, and
-an unreadable folder is an error. Animated GIF, PNG and WebP files are upscaled frame by
+an unreadable folder is an error. Animated GIF, PNG, WebP and AVIF files are upscaled frame by
 frame into an animated PNG or WebP with the same display times and loop count; where the
-output format holds one frame (JPEG, BMP, TIFF) and for multi-page TIFFs, the first frame is
+output format holds one frame (JPEG, BMP, TIFF, AVIF, HEIC) and for multi-page TIFFs, the first frame is
 upscaled, with a warning line per file. ``-s/--outscale`` resizes the model's output with
 MATLAB bicubic to any final scale. When a network trained on clean LR meets JPEGs of quality
 85 or lower, one closing note names the model made for them (the README's "which model");
