@@ -1,6 +1,8 @@
 """`surge upscale` publishing, frames, folder walking, -s/--outscale, --quality, -o FILE, ONNX files."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -504,3 +506,36 @@ def test_outputs_name_the_model_that_made_them(tmp_path):
                 assert tags.get(ExifTags.Base.Make) == ("surge-test" if name == "a" else None)
                 if ext == "png":
                     assert out.info["Software"] == f"surge {surge.__version__} (bicubic)"
+
+
+# --- stdin and stdout ------------------------------------------------------------------
+
+
+def _piped(*args, stdin=b""):
+    cmd = [sys.executable, "-m", "surge.cli.main", "upscale", *map(str, args), "--model", "bicubic", "--device", "cpu"]
+    return subprocess.run(cmd, input=stdin, capture_output=True, timeout=120)
+
+
+def test_stdin_to_stdout_gives_the_file_to_file_bytes(tmp_path):
+    _save(tmp_path / "a.jpg", h=10, w=12, quality=90)
+    assert _up(tmp_path / "a.jpg", "-o", tmp_path / "a_x4.png") == 0
+    run = _piped("-", "-o", "-", stdin=(tmp_path / "a.jpg").read_bytes())
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == (tmp_path / "a_x4.png").read_bytes()
+    assert run.stderr.decode().strip() == "surge: 1 upscaled, 0 skipped, 0 failed -> <stdout>"
+    # One file to stdout in another format, and stdin into a folder.
+    run = _piped(tmp_path / "a.jpg", "-o", "-", "--ext", "webp")
+    assert run.returncode == 0 and run.stdout[8:12] == b"WEBP"
+    run = _piped("-", "-o", tmp_path / "out", stdin=(tmp_path / "a.jpg").read_bytes())
+    assert run.returncode == 0 and _files(tmp_path / "out") == ["stdin_x4.png"]
+
+
+def test_bad_stdin_and_bad_combinations_are_one_line_errors_with_nothing_on_stdout(tmp_path):
+    run = _piped("-", "-o", "-", stdin=b"not an image")
+    assert run.returncode == 1 and run.stdout == b""
+    assert "surge: error: <stdin>: not a recognised image file" in run.stderr.decode()
+    _save(tmp_path / "a.png")
+    run = _piped("-", tmp_path / "a.png", "-o", tmp_path / "out")
+    assert run.returncode == 2 and b"stdin is read as the only input" in run.stderr
+    run = _piped(tmp_path / "a.png", tmp_path / "a.png", "-o", "-")
+    assert run.returncode == 2 and b"stdout takes exactly one image" in run.stderr and run.stdout == b""

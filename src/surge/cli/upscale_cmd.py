@@ -16,6 +16,8 @@ upscaled, with a warning line per file. ``-s/--outscale`` resizes the model's ou
 MATLAB bicubic to any final scale. When a network trained on clean LR meets JPEGs of quality
 85 or lower, one closing note names the model made for them (the README's "which model");
 ``--real-for-jpeg`` (on for the default model) hands such JPEGs to that model, file by file.
+``-`` as the input reads one image from stdin, ``-o -`` writes one image to stdout (only once
+it is complete; messages always go to stderr).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -90,9 +93,10 @@ def _compressed(meta: ImageMeta) -> bool:
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
-    p.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR|FILE",
-                   help="output folder (created if missing); or, for one input file, the output file (format from its extension)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders; - reads one image from stdin")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR|FILE|-",
+                   help="output folder (created if missing); or, for one input file, the output file (format from its "
+                        "extension); - writes the one image to stdout (format from --ext)")
     p.add_argument("--model", default=None, metavar="NAME|FILE",
                    help="model name, .safetensors file, or .onnx file from `surge export` (runs with onnxruntime: "
                         "input float32 NCHW RGB in [0, 1], output clamped to [0, 1]) (default: the best installed model; see `surge models`)")
@@ -299,7 +303,62 @@ def _same_existing_file(a: Path, b: Path) -> bool:
 # --- running -------------------------------------------------------------------------
 
 
+STDIO = "-"  # as INPUT: read the image from stdin; as -o: write it to stdout
+
+
 def run(args) -> int:
+    if STDIO in args.inputs or str(args.output) == STDIO:
+        return _run_piped(args)
+    return _run(args)
+
+
+def _run_piped(args) -> int:
+    """``-`` as the input (stdin) and/or ``-o -`` (stdout). The bytes pass through a private
+    temporary folder, so reading, writing and every check are those of files, and stdout gets
+    the image only once it is complete; messages say <stdin>/<stdout>, not the temporary names."""
+    if STDIO in args.inputs and len(args.inputs) > 1:
+        raise SurgeError("-: stdin is read as the only input; give files and folders in another call")
+    if STDIO in args.inputs and sys.stdin.isatty():
+        raise SurgeError("-: stdin is a terminal; pipe or redirect an image into it")
+    to_stdout = str(args.output) == STDIO
+    if to_stdout and (len(args.inputs) != 1 or Path(args.inputs[0]).is_dir()):
+        raise SurgeError("-o -: stdout takes exactly one image; give one input file, or an output folder")
+    if to_stdout and sys.stdout.isatty():
+        raise SurgeError("-o -: stdout is a terminal; redirect it to a file or pipe it on")
+    with tempfile.TemporaryDirectory(prefix="surge-") as tmp:
+        aliases: dict[str, str] = {}
+        if args.inputs == [STDIO]:
+            source = Path(tmp) / "stdin"
+            source.write_bytes(sys.stdin.buffer.read())
+            args.inputs = [str(source)]
+            aliases[str(source)] = "<stdin>"
+        if to_stdout:
+            ext = Path(args.inputs[0]).suffix.lower() if args.ext == "same" else f".{args.ext}"
+            args.output = Path(tmp) / f"stdout{ext if ext in OUTPUT_FORMATS else '.png'}"
+            aliases[str(args.output)] = "<stdout>"
+        _ALIASES.update(aliases)
+        try:
+            rc = _run(args)
+        except SurgeError as exc:
+            raise type(exc)(_aliased(str(exc))) from None
+        finally:
+            _ALIASES.clear()
+        if to_stdout and rc == 0:
+            sys.stdout.buffer.write(args.output.read_bytes())
+            sys.stdout.buffer.flush()
+    return rc
+
+
+_ALIASES: dict[str, str] = {}  # temporary path -> what messages call it (<stdin>, <stdout>)
+
+
+def _aliased(message: str) -> str:
+    for path, name in _ALIASES.items():
+        message = message.replace(path, name)
+    return message
+
+
+def _run(args) -> int:
     notes: list[str] = []
     jobs, errors = plan_jobs(args, notes)
     for message in notes:
@@ -327,10 +386,11 @@ def run(args) -> int:
             name = _model_name(args)
             fix = ("--real-for-jpeg upscales them with " + REAL_WORLD_COUNTERPART[name] if name in REAL_WORLD_COUNTERPART
                    else f"--model {COMPRESSED_MODEL} removes them")
-            print(f"surge: note: {path} (JPEG quality ~{quality}){more}: this model was trained on clean input and "
+            print(f"surge: note: {_aliased(str(path))} (JPEG quality ~{quality}){more}: this model was trained on clean input and "
                   f"sharpens JPEG artifacts; {fix} (README: Which model)",
                   file=sys.stderr)
-        print(f"surge: {done} upscaled, {skipped} skipped, {failed + len(errors)} failed -> {args.output}", file=sys.stderr)
+        print(f"surge: {done} upscaled, {skipped} skipped, {failed + len(errors)} failed -> {_aliased(str(args.output))}",
+              file=sys.stderr)
     return 1 if failed or errors else 0
 
 
@@ -553,8 +613,8 @@ def resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _error(message: str) -> None:
-    tqdm.write(f"surge: error: {message}", file=sys.stderr)
+    tqdm.write(f"surge: error: {_aliased(message)}", file=sys.stderr)
 
 
 def _warn(message: str) -> None:
-    tqdm.write(f"surge: warning: {message}", file=sys.stderr)
+    tqdm.write(f"surge: warning: {_aliased(message)}", file=sys.stderr)
