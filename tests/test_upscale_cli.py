@@ -539,3 +539,16 @@ def test_bad_stdin_and_bad_combinations_are_one_line_errors_with_nothing_on_stdo
     assert run.returncode == 2 and b"stdin is read as the only input" in run.stderr
     run = _piped(tmp_path / "a.png", tmp_path / "a.png", "-o", "-")
     assert run.returncode == 2 and b"stdout takes exactly one image" in run.stderr and run.stdout == b""
+
+
+def test_a_terminal_on_stdin_is_refused_instead_of_waiting(tmp_path):
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        cmd = [sys.executable, "-m", "surge.cli.main", "upscale", "-", "-o", str(tmp_path / "out"), "--model", "bicubic"]
+        run = subprocess.run(cmd, stdin=slave, capture_output=True, timeout=60)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert run.returncode == 2 and b"-: stdin is a terminal" in run.stderr
