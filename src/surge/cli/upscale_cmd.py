@@ -29,6 +29,7 @@ import tempfile
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,11 @@ COMPRESSED_MODEL = "surge-x4-real-psnr"
 class Job:
     source: Path
     target: Path
+
+    @cached_property
+    def format(self) -> str:
+        """The output's format (from the target's extension), looked up once per file."""
+        return output_format(self.target)
 
 
 @dataclass
@@ -372,7 +378,7 @@ def _run(args) -> int:
     # install cannot write (with --ext same such files fail one by one, as their inputs would).
     check_writable_dir(single.parent if single is not None else args.output)
     if single is None and args.ext != "same":
-        output_format(jobs[0].target)
+        jobs[0].format  # noqa: B018 - raises for a format this install cannot write
     models = _load_models(args)
     compressed: list[tuple[Path, int]] = []
     done, skipped, failed = _process(jobs, models, args, compressed)
@@ -383,7 +389,7 @@ def _run(args) -> int:
         elif compressed and _trained_on_clean_lr(models.main):
             path, quality = compressed[0]
             more = f" and {len(compressed) - 1} more" if len(compressed) > 1 else ""
-            name = _model_name(args)
+            name = models.main_name
             fix = ("--real-for-jpeg upscales them with " + REAL_WORLD_COUNTERPART[name] if name in REAL_WORLD_COUNTERPART
                    else f"--model {COMPRESSED_MODEL} removes them")
             print(f"surge: note: {_aliased(str(path))} (JPEG quality ~{quality}){more}: this model was trained on clean input and "
@@ -558,18 +564,17 @@ class _Writes:
 
 
 def _read_job(job: Job, args) -> tuple[list[np.ndarray], ImageMeta]:
-    if output_format(job.target) in ANIMATED_OUTPUT_FORMATS:
+    if job.format in ANIMATED_OUTPUT_FORMATS:
         return read_frames(job.source, max_pixels=args.max_pixels)
     array, meta = read_image(job.source, max_pixels=args.max_pixels)
     return [array], meta
 
 
 def _compute(frames: list[np.ndarray], meta: ImageMeta, job: Job, model, args, progress: bool) -> list[np.ndarray]:
-    fmt = output_format(job.target)
     if len(frames) < meta.frames:
         hint = ""
-        if meta.format in ANIMATED_INPUT_FORMATS and fmt not in ANIMATED_OUTPUT_FORMATS:
-            hint = f" ({fmt} holds one frame; --ext png or webp keeps them all)"
+        if meta.format in ANIMATED_INPUT_FORMATS and job.format not in ANIMATED_OUTPUT_FORMATS:
+            hint = f" ({job.format} holds one frame; --ext png or webp keeps them all)"
         _warn(f"{job.source}: has {meta.frames} frames/pages; only the first was upscaled{hint}")
     bar = tqdm(frames, desc="frames", unit="frame", file=sys.stderr, leave=False, disable=not progress or len(frames) == 1)
     return [_upscale_array(frame, job, model, args, progress and len(frames) == 1) for frame in bar]

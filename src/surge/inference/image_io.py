@@ -440,12 +440,6 @@ def _without_layout_tags(exif: Image.Exif) -> bytes | None:
     return exif.tobytes() if len(exif) else None
 
 
-def _exif_bytes_for_output(exif: bytes) -> bytes | None:
-    """``exif`` without layout tags (ImageMeta may be built by hand, not by read_image)."""
-    loaded = _load_exif(exif)
-    return _without_layout_tags(loaded) if loaded is not None else None
-
-
 def _load_exif(exif: bytes | None) -> Image.Exif | None:
     loaded = Image.Exif()
     try:
@@ -470,7 +464,7 @@ def _output_exif(meta: ImageMeta | None) -> bytes | None:
 
 
 # IFD0 text tags a 16-bit TIFF (written by tifffile, which has no EXIF IFD) carries over.
-_TIFF_TEXT_TAGS = (_T.Make, _T.Model, _T.DateTime, _T.Artist, _T.Copyright)
+_TIFF_TEXT_TAGS = (_T.Make, _T.Model, _T.DateTime, _T.Artist, _T.Copyright, _T.Software)
 
 
 def _icc_applies(img: Image.Image) -> bool:
@@ -660,12 +654,13 @@ def write_image(
     array = _fit_to_format(array, fmt)
     icc = _matching_icc(meta, array)
     exif = _output_exif(meta) if fmt in _EXIF_FORMATS else None
+    software = meta.software if meta is not None else None
     try:
         with _atomic_output(path, overwrite) as f:
             if array.dtype == np.uint16 and array.ndim == 3:
-                _write_high_depth(f, array, fmt, icc, exif, quality)
+                _write_high_depth(f, array, fmt, icc, exif, software, quality)
             else:
-                _write_pil(f, array, fmt, icc, exif, quality, meta.mode if meta else None)
+                _write_pil(f, array, fmt, icc, exif, software, quality, meta.mode if meta else None)
     except ImageWriteError:
         raise
     except (OSError, ValueError, KeyError) as exc:
@@ -710,7 +705,7 @@ def write_animation(
     if fmt == "WEBP":
         options["quality"] = quality
     else:
-        options.update(_png_text(exif))
+        options.update(_png_text(meta.software))
     try:
         with _atomic_output(path, overwrite) as f:
             images[0].save(f, format=fmt, **options)
@@ -778,7 +773,7 @@ def _matching_icc(meta: ImageMeta | None, arr: np.ndarray) -> bytes | None:
     return meta.icc_profile if space == wanted else None
 
 
-def _write_pil(f: BinaryIO, arr, fmt: str, icc, exif, quality: int, mode: str | None) -> None:
+def _write_pil(f: BinaryIO, arr, fmt: str, icc, exif, software: str | None, quality: int, mode: str | None) -> None:
     img = array_to_pil(arr, "I" if mode == "I" and fmt == "TIFF" else None)
     options: dict = {}
     if icc and fmt in _ICC_FORMATS:
@@ -786,7 +781,7 @@ def _write_pil(f: BinaryIO, arr, fmt: str, icc, exif, quality: int, mode: str | 
     if exif:
         options["exif"] = exif
     if fmt == "PNG":
-        options.update(_png_text(exif))
+        options.update(_png_text(software))
     if fmt == "JPEG":
         # 4:4:4 chroma: upscaled detail is what the user wants, don't halve colour resolution.
         options.update(quality=quality, subsampling=0)
@@ -802,9 +797,8 @@ def _write_pil(f: BinaryIO, arr, fmt: str, icc, exif, quality: int, mode: str | 
     img.save(f, format=fmt, **options)
 
 
-def _png_text(exif: bytes | None) -> dict:
+def _png_text(software: str | None) -> dict:
     """A tEXt Software chunk for PNG viewers that do not read eXIf (most of them)."""
-    software = _software_of(exif)
     if not software:
         return {}
     from PIL.PngImagePlugin import PngInfo
@@ -814,13 +808,7 @@ def _png_text(exif: bytes | None) -> dict:
     return {"pnginfo": info}
 
 
-def _software_of(exif: bytes | None) -> str | None:
-    loaded = _load_exif(exif) if exif else None
-    value = loaded.get(_T.Software) if loaded is not None else None
-    return str(value) if value else None
-
-
-def _write_high_depth(f: BinaryIO, arr: np.ndarray, fmt: str, icc, exif, quality: int) -> None:
+def _write_high_depth(f: BinaryIO, arr: np.ndarray, fmt: str, icc, exif, software: str | None, quality: int) -> None:
     if fmt == "HEIF":
         _write_heif10(f, arr, icc, exif, quality)
         return
@@ -832,10 +820,12 @@ def _write_high_depth(f: BinaryIO, arr: np.ndarray, fmt: str, icc, exif, quality
         loaded = _load_exif(exif) if exif else None
         text = [(int(tag), "s", 0, str(loaded[tag]), True)
                 for tag in _TIFF_TEXT_TAGS if loaded is not None and loaded.get(tag)]
+        # tifffile names itself as Software unless told not to; the EXIF's own Software is in `text`.
+        own = any(tag == int(_T.Software) for tag, *_ in text)
         tifffile.imwrite(f, arr, photometric=photometric, extrasamples=extra, iccprofile=icc, compression=None,
-                         software=_software_of(exif) or None, extratags=text)
+                         software=False if own else None, extratags=text)
         return
-    _write_png16(f, arr, icc, exif)
+    _write_png16(f, arr, icc, exif, software)
 
 
 def _write_heif10(f: BinaryIO, arr: np.ndarray, icc: bytes | None, exif: bytes | None, quality: int) -> None:
@@ -852,7 +842,7 @@ def _write_heif10(f: BinaryIO, arr: np.ndarray, icc: bytes | None, exif: bytes |
     heif.save(f, quality=quality, chroma=444, **({"exif": exif} if exif else {}))
 
 
-def _write_png16(f: BinaryIO, arr: np.ndarray, icc: bytes | None, exif: bytes | None) -> None:
+def _write_png16(f: BinaryIO, arr: np.ndarray, icc: bytes | None, exif: bytes | None, software: str | None) -> None:
     """16-bit grey+alpha / RGB / RGBA PNG via pypng, with iCCP and eXIf chunks added
     (pypng's writer has no option for them)."""
     import png
@@ -868,7 +858,6 @@ def _write_png16(f: BinaryIO, arr: np.ndarray, icc: bytes | None, exif: bytes | 
         extra.append((b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
     if exif:
         extra.append((b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
-        software = _software_of(exif)
-        if software:
-            extra.append((b"tEXt", b"Software\x00" + software.encode("latin-1", "replace")))
+    if software:
+        extra.append((b"tEXt", b"Software\x00" + software.encode("latin-1", "replace")))
     png.write_chunks(f, [chunks[0], *extra, *chunks[1:]])  # right after IHDR
