@@ -59,10 +59,9 @@ def create_app(settings: ServeSettings, process: Process | None = None) -> FastA
     app = FastAPI(title="surge", version=surge.__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="4x image super-resolution over HTTP. All /api routes take `Authorization: Bearer "
                               "<token>` when the server was started with --token.",
-                  max_body_size=settings.max_upload_bytes + FORM_OVERHEAD,
                   form_limits={"max_files": 1, "max_fields": 8, "max_part_size": 1024})
     app.state.settings = settings
-    app.add_middleware(_Guard, loopback=settings.loopback)
+    app.add_middleware(_Guard, loopback=settings.loopback, max_upload_mb=settings.max_upload_mb)
     models = _model_names(settings)
 
     def store(request: Request) -> JobStore:
@@ -148,7 +147,9 @@ def create_app(settings: ServeSettings, process: Process | None = None) -> FastA
                 "models": [{"name": n, "description": described.get(n, "")} for n in models],
                 "formats": writable}
 
-    @app.post("/api/upscale", dependencies=authorised, response_class=FileResponse, summary="Upscale one image and return it",
+    upload_limit = settings.max_upload_bytes + FORM_OVERHEAD
+
+    @app.post("/api/upscale", dependencies=authorised, max_body_size=upload_limit, response_class=FileResponse, summary="Upscale one image and return it",
               responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()},
                                "description": "the image, with the CLI's metadata (Software tag, ICC profile, EXIF)"},
                          413: {"description": "file or pixel count over the limits"},
@@ -169,7 +170,7 @@ def create_app(settings: ServeSettings, process: Process | None = None) -> FastA
             raise HTTPException(422, _public_error(job))
         return _result_response(job, BackgroundTask(jobs.remove, job.id))
 
-    @app.post("/api/jobs", dependencies=authorised, status_code=202, summary="Queue an image; poll or stream its progress",
+    @app.post("/api/jobs", dependencies=authorised, status_code=202, max_body_size=upload_limit, summary="Queue an image; poll or stream its progress",
               responses={413: {}, 415: {}, 503: {"description": "queue full; see Retry-After"}})
     async def create_job(request: Request, image: Annotated[UploadFile, File()],
                          options: Annotated[dict, Depends(form_options)]) -> dict:
@@ -311,10 +312,12 @@ def _png_preview(source: Path, max_pixels: int) -> bytes:
 class _Guard:
     """Pure ASGI middleware: security headers on every response; on a loopback server, only
     loopback Host names (DNS rebinding); state-changing requests from another origin refused
-    (no CORS: a page elsewhere must not drive this server with the user's browser)."""
+    (no CORS: a page elsewhere must not drive this server with the user's browser); a declared
+    body over the upload limit refused in words before it is read (a body that grows past it while
+    streaming is cut off by FastAPI's own limit)."""
 
-    def __init__(self, app, loopback: bool):
-        self.app, self.loopback = app, loopback
+    def __init__(self, app, loopback: bool, max_upload_mb: float):
+        self.app, self.loopback, self.max_upload_mb = app, loopback, max_upload_mb
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -329,6 +332,10 @@ class _Guard:
                 refusal = f"cross-origin request from {headers['origin']} refused"
         if refusal is not None:
             return await JSONResponse({"detail": refusal}, status_code=403)(scope, receive, send)
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_upload_mb * 2**20 + FORM_OVERHEAD:
+            detail = f"upload of {int(length) / 2**20:.1f} MB exceeds this server's limit of {self.max_upload_mb:g} MB"
+            return await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
