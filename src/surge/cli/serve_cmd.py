@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from surge.cli.upscale_cmd import _positive
+from surge.cli.upscale_cmd import _positive, _tile_arg
 from surge.errors import SurgeError
 
 
@@ -27,6 +27,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", metavar="auto|cpu|cuda[:N][,...]",
                    help="compute device; a comma-separated list runs one worker per device (default: %(default)s)")
     p.add_argument("--precision", default="auto", choices=PRECISIONS)
+    p.add_argument("--tile", default="auto", type=_tile_arg, metavar="N|auto|0",
+                   help="LR tile size; progress is reported per tile (default: auto, from free memory)")
     p.add_argument("--max-pixels", default=DEFAULT_MAX_PIXELS, type=_positive, metavar="N",
                    help="refuse inputs with more pixels, checked from the header before decoding (default: %(default)s)")
     p.add_argument("--max-upload-mb", default=DEFAULT_MAX_UPLOAD_MB, type=_positive_float, metavar="MB",
@@ -60,7 +62,7 @@ def settings_from_args(args):
     if not 0 <= args.port <= 65535:
         raise SurgeError(f"--port {args.port}: expected 0-65535")
     devices = [d.strip() for d in args.device.split(",") if d.strip()] or ["auto"]
-    return ServeSettings(host=args.host, port=args.port, model=args.model, devices=devices, precision=args.precision,
+    return ServeSettings(host=args.host, port=args.port, model=args.model, devices=devices, precision=args.precision, tile=args.tile,
                          max_pixels=args.max_pixels, max_upload_mb=args.max_upload_mb, token=token,
                          queue_size=args.queue, ttl_s=float(args.ttl))
 
