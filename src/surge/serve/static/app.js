@@ -252,12 +252,20 @@ async function showComparison(item, job) {
     stage.addEventListener("pointermove", move);
     stage.addEventListener("pointerup", () => stage.removeEventListener("pointermove", move), { once: true });
   });
-  $(".zoom", card).addEventListener("change", (event) => {
-    const zoom = event.target.value;
-    stage.style.width = zoom === "fit" ? "100%" : `${after.naturalWidth * Number(zoom) / devicePixelRatio}px`;
-    stage.classList.toggle("pixels", zoom !== "fit" && Number(zoom) >= 2);
-  });
+  const zoom = $(".zoom", card);
+  const layout = () => {
+    if (zoom.value === "fit") { // the whole picture in view, never enlarged past its own pixels
+      const fit = Math.min(1, $(".compare", card).clientWidth / after.naturalWidth, (0.7 * innerHeight) / after.naturalHeight);
+      stage.style.width = `${Math.floor(after.naturalWidth * fit)}px`;
+    } else {
+      stage.style.width = `${after.naturalWidth * Number(zoom.value) / devicePixelRatio}px`;
+    }
+    stage.classList.toggle("pixels", zoom.value !== "fit" && Number(zoom.value) >= 2);
+  };
+  zoom.addEventListener("change", layout);
+  addEventListener("resize", layout);
   $(".compare", card).hidden = false;
+  layout();
 }
 
 // --- downloads ---------------------------------------------------------------------------
