@@ -397,3 +397,23 @@ def test_delete_cancels_a_real_upscale_between_tiles():
         assert handle.status == "cancelled"
         assert 0 < handle.done_tiles < handle.total_tiles == 4096
         assert not handle.folder.exists()
+
+
+def test_an_animated_gif_comes_back_as_an_animated_png(client):
+    frames = [Image.fromarray(np.full((8, 10, 3), (60 * i, 20, 200 - 60 * i), dtype=np.uint8)) for i in range(3)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=[40, 60, 80], loop=0)
+    r = _post(client, buf.getvalue(), name="anim.gif", format="png")
+    assert r.status_code == 200, r.text
+    out = Image.open(io.BytesIO(r.content))
+    assert out.format == "PNG" and out.n_frames == 3 and out.size == (40, 32)
+
+
+def test_requests_with_other_scales_reuse_the_workers_loaded_model():
+    from surge.serve.worker import UpscalerCache, UpscaleOptions
+
+    cache = UpscalerCache()
+    a = cache.get(UpscaleOptions(model="bicubic", outscale=2, device="cpu"))
+    b = cache.get(UpscaleOptions(model="bicubic", outscale=3, quality=50, device="cpu"))
+    assert a.options != b.options and a.model("bicubic") is b.model("bicubic")
+    assert cache.get(UpscaleOptions(model="bicubic", precision="fp32", device="cpu")).model("bicubic") is not a.model("bicubic")

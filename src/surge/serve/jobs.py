@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from surge.errors import SurgeError
 from surge.serve.worker import FileResult, UpscaleOptions, UpscalerCache
 
 log = logging.getLogger("surge.serve")
@@ -201,6 +202,9 @@ class JobStore:
                 result = self.process(job, device, progress)
             except Cancelled:
                 self._finish(job, "cancelled", "cancelled")
+                continue
+            except SurgeError as exc:  # a model that does not load: said in words, like the CLI
+                self._finish(job, "failed", str(exc))
                 continue
             except Exception as exc:  # a bug or an unexpected library error: the job fails, the worker lives
                 log.exception("job %s failed", job.id)
