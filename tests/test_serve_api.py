@@ -417,3 +417,24 @@ def test_requests_with_other_scales_reuse_the_workers_loaded_model():
     b = cache.get(UpscaleOptions(model="bicubic", outscale=3, quality=50, device="cpu"))
     assert a.options != b.options and a.model("bicubic") is b.model("bicubic")
     assert cache.get(UpscaleOptions(model="bicubic", precision="fp32", device="cpu")).model("bicubic") is not a.model("bicubic")
+
+
+def test_one_worker_per_device(monkeypatch):
+    import torch
+
+    from surge.cli.serve_cmd import compute_devices
+
+    assert compute_devices("cpu") == ["cpu"]
+    assert compute_devices("cuda:0, cuda:1") == ["cuda:0", "cuda:1"]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert compute_devices("auto") == ["auto"]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    assert compute_devices("auto") == ["cuda:0", "cuda:1", "cuda:2"]
+    gate = _Gate()
+    with _client(process=gate, devices=["cpu", "cpu"]) as c:  # two workers take two jobs at once
+        assert c.get("/healthz").json()["queue"]["workers"] == 2
+        for _ in range(2):
+            _post(c, _image(), path="/api/jobs")
+        assert gate.started.acquire(timeout=10) and gate.started.acquire(timeout=10)
+        assert c.get("/healthz").json()["queue"]["running"] == 2
+        gate.release.set()

@@ -61,10 +61,21 @@ def settings_from_args(args):
                          "anyone who can reach the port could otherwise use it")
     if not 0 <= args.port <= 65535:
         raise SurgeError(f"--port {args.port}: expected 0-65535")
-    devices = [d.strip() for d in args.device.split(",") if d.strip()] or ["auto"]
+    devices = compute_devices(args.device)
     return ServeSettings(host=args.host, port=args.port, model=args.model, devices=devices, precision=args.precision, tile=args.tile,
                          max_pixels=args.max_pixels, max_upload_mb=args.max_upload_mb, token=token,
                          queue_size=args.queue, ttl_s=float(args.ttl))
+
+
+def compute_devices(text: str) -> list[str]:
+    """One entry per compute worker: the listed devices; "auto" is every CUDA GPU when there are
+    several (a worker each), else the library's own choice."""
+    if text.strip() == "auto":
+        import torch
+
+        count = torch.cuda.device_count()
+        return [f"cuda:{i}" for i in range(count)] if count > 1 else ["auto"]
+    return [d.strip() for d in text.split(",") if d.strip()] or ["auto"]
 
 
 def run(args) -> int:
