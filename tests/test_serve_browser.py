@@ -38,12 +38,12 @@ pytestmark = [
 ]
 
 
-def _photo(path: Path) -> None:
-    """A 96x96 crop of scikit-image's astronaut photo, downscaled x4 with MATLAB bicubic: a small
-    real photo whose upscale is worth looking at in the screenshot."""
+def _photo(path: Path, name: str = "astronaut", top: int = 0, left: int = 64) -> None:
+    """A 384x384 crop of a scikit-image photo, downscaled x4 with MATLAB bicubic: a small real
+    photo whose upscale is worth looking at in the screenshot."""
     from skimage import data
 
-    hr = data.astronaut()[0:384, 64:448]
+    hr = getattr(data, name)()[top : top + 384, left : left + 384]
     lr = np.clip(np.round(imresize(hr.astype(np.float64) / 255.0, scale=0.25) * 255), 0, 255).astype(np.uint8)
     Image.fromarray(lr).save(path)
 
@@ -87,7 +87,7 @@ def test_page_uploads_shows_progress_compares_and_downloads(browser, tmp_path):
 
     photo, scan, junk = tmp_path / "astronaut.png", tmp_path / "scan.tif", tmp_path / "notes.jpg"
     _photo(photo)
-    Image.open(photo).save(scan)
+    _photo(scan, "coffee", 8, 120)
     junk.write_bytes(b"not an image at all" * 40)
 
     # bicubic keeps the test fast; the screenshot shows what users get: the server's default choice.
@@ -136,7 +136,7 @@ def test_page_uploads_shows_progress_compares_and_downloads(browser, tmp_path):
 
         if shot:
             ActionChains(browser).move_to_element_with_offset(stage, 0, 0).click().perform()  # the split in the middle
-            browser.set_window_size(1280, 1420)  # tall enough for the failed file's card too
+            browser.set_window_size(1280, 1600)  # tall enough for the failed file's card too
             browser.execute_script("window.scrollTo(0, 0)")
             browser.save_screenshot(shot)
 
