@@ -68,11 +68,15 @@ class Job:
                 "filename": self.download_name}
 
 
-def run_pipeline(cache_per_device: dict[str, UpscalerCache]) -> Process:
+def run_pipeline() -> Process:
+    """The default compute step: the library pipeline, with each worker thread's own loaded models."""
+    local = threading.local()
+
     def process(job: Job, device: str, progress: Callable[[int, int], None]) -> FileResult:
-        cache = cache_per_device.setdefault(device, UpscalerCache())
+        if not hasattr(local, "cache"):
+            local.cache = UpscalerCache()
         options = job.options if job.options.device == device else _with_device(job.options, device)
-        return cache.get(options).process_file(job.source, job.target, progress=progress)
+        return local.cache.get(options).process_file(job.source, job.target, progress=progress)
 
     return process
 
@@ -89,7 +93,7 @@ class JobStore:
         self.capacity = capacity
         self.ttl_s = ttl_s
         self.devices = list(devices)
-        self.process = process or run_pipeline({})
+        self.process = process or run_pipeline()
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=capacity)
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
