@@ -155,3 +155,27 @@ def test_page_uploads_shows_progress_compares_and_downloads(browser, tmp_path):
             for name in z.namelist():
                 assert Image.open(io.BytesIO(z.read(name))).size == (384, 384)
             assert z.read("astronaut_x4.png") == one.read_bytes()
+
+
+def test_page_asks_for_the_token_once_and_keeps_it_for_the_tab(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    photo = tmp_path / "astronaut.png"
+    _photo(photo)
+    settings = ServeSettings(model="bicubic", devices=["cpu"], token="correct-horse")
+    with thread_server(settings) as (url, app):
+        browser.get(url + "/")
+        form = _wait(lambda: (f := browser.find_element(By.ID, "token-form")).is_displayed() and f, what="the token form")
+        browser.find_element(By.ID, "token").send_keys("wrong")
+        form.find_element(By.CSS_SELECTOR, "button").click()
+        _wait(lambda: browser.find_element(By.ID, "token-error").text == "That token was refused.", what="the refusal")
+        browser.find_element(By.ID, "token").clear()
+        browser.find_element(By.ID, "token").send_keys("correct-horse")
+        form.find_element(By.CSS_SELECTOR, "button").click()
+        _wait(lambda: browser.execute_script("return document.body.dataset.ready"), what="the models with the token")
+        browser.refresh()  # sessionStorage keeps it for this tab: no second question
+        _wait(lambda: browser.execute_script("return document.body.dataset.ready"), what="the page after reload")
+        assert not browser.find_element(By.ID, "token-form").is_displayed()
+        browser.find_element(By.ID, "files").send_keys(str(photo))
+        card = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#list .card[data-status=done]"), what="the result")[0]
+        assert card.find_element(By.CSS_SELECTOR, ".info").text == "96x96 -> 384x384"
