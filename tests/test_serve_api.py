@@ -456,3 +456,10 @@ def test_events_stream_each_change_of_progress():
         assert seen[-1][0] == "done"
         done = [d for s, d in seen if s == "running"]
         assert done == sorted(done) and len(set(done)) >= 3
+
+
+def test_serve_refuses_a_bad_model_or_port_before_listening(capsys):
+    assert main(["serve", "--model", "no-such-model", "--port", "1"]) == 2
+    assert "no-such-model" in capsys.readouterr().err
+    assert main(["serve", "--port", "70000"]) == 2
+    assert "--port 70000" in capsys.readouterr().err
