@@ -25,7 +25,8 @@ SOFTWARE = 305  # EXIF Software tag
 
 
 def _client(process=None, **overrides) -> TestClient:
-    settings = ServeSettings(**{"model": "bicubic", "devices": ["cpu"], "tile": 8, **overrides})
+    # 32 px tiles: the smallest the pipeline uses as given (smaller ones give the same output, slower).
+    settings = ServeSettings(**{"model": "bicubic", "devices": ["cpu"], "tile": 32, **overrides})
     return TestClient(create_app(settings, process=process), base_url=BASE)
 
 
@@ -39,6 +40,15 @@ def _image(h=12, w=16, fmt="PNG", seed=0, **save) -> bytes:
     arr = (np.random.default_rng(seed).random((h, w, 3)) * 255).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format=fmt, **save)
+    return buf.getvalue()
+
+
+def _smooth(h: int, w: int) -> bytes:
+    """A large image that compresses to a small PNG (a gradient): cheap to upload, many tiles."""
+    y, x = np.mgrid[0:h, 0:w]
+    arr = np.stack([x * 255 // w, y * 255 // h, (x + y) * 255 // (h + w)], axis=-1).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -278,7 +288,7 @@ def test_no_cors_and_cross_origin_posts_refused(client):
 
 
 def test_job_lifecycle_progress_result_delete(client):
-    r = _post(client, _image(h=24, w=24), path="/api/jobs", name="big.png")
+    r = _post(client, _image(h=96, w=96), path="/api/jobs", name="big.png")
     assert r.status_code == 202
     job = r.json()
     assert job["status"] in ("queued", "running") and job["filename"] == "big_x4.png"
@@ -290,12 +300,12 @@ def test_job_lifecycle_progress_result_delete(client):
                 events.append(json.loads(line[6:]))
     assert events[-1]["status"] == "done" and events[-1]["model"] == "bicubic"
     tiles = [e["done_tiles"] for e in events if e["total_tiles"]]
-    assert events[-1]["total_tiles"] == 9 and tiles == sorted(tiles)  # 24x24 in 8x8 tiles
+    assert events[-1]["total_tiles"] == 9 and tiles == sorted(tiles)  # 96x96 in 32x32 tiles
     state = client.get(job["urls"]["self"]).json()
     assert state["status"] == "done" and state["done_tiles"] == 9
     for _ in range(2):  # GET changes nothing: the result can be fetched again
         result = client.get(job["urls"]["result"])
-        assert result.status_code == 200 and Image.open(io.BytesIO(result.content)).size == (96, 96)
+        assert result.status_code == 200 and Image.open(io.BytesIO(result.content)).size == (384, 384)
     assert client.get(job["urls"]["source"]).headers["content-type"] == "image/png"
     assert client.delete(job["urls"]["self"]).status_code == 204
     assert client.get(job["urls"]["self"]).status_code == 404
@@ -385,8 +395,8 @@ def test_delete_cancels_a_running_job_between_tiles():
 
 
 def test_delete_cancels_a_real_upscale_between_tiles():
-    with _client(tile=4) as c:  # 256x256 in 4x4 tiles: 4096 of them
-        job = _post(c, _image(h=256, w=256), path="/api/jobs").json()
+    with _client() as c:  # 1024x1024 in 32x32 tiles: 1024 of them
+        job = _post(c, _smooth(1024, 1024), path="/api/jobs").json()
         handle = c.app.state.store.get(job["id"])
         for _ in range(500):
             if handle.done_tiles > 0:
@@ -395,7 +405,7 @@ def test_delete_cancels_a_real_upscale_between_tiles():
         assert c.delete(f"/api/jobs/{job['id']}").status_code == 204
         assert handle.finished_event.wait(10)
         assert handle.status == "cancelled"
-        assert 0 < handle.done_tiles < handle.total_tiles == 4096
+        assert 0 < handle.done_tiles < handle.total_tiles == 1024
         assert not handle.folder.exists()
 
 
