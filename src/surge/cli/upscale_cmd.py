@@ -39,7 +39,6 @@ from surge.cli.untrained import add_allow_untrained
 from surge.errors import SurgeError
 from surge.inference.image_io import (
     DEFAULT_MAX_PIXELS,
-    IMAGE_EXTENSIONS,
     JPEG_QUALITY,
     OUTPUT_FORMATS,
     ImageMeta,
