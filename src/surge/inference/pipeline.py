@@ -37,7 +37,6 @@ from tqdm import tqdm
 
 import surge
 from surge import BACKENDS, PRECISIONS
-from surge.cli.untrained import refuse_untrained
 from surge.errors import ConfigError, ImageWriteError, OutputExistsError, SurgeError
 from surge.imaging.bicubic import imresize_torch
 from surge.inference.image_io import (
@@ -54,7 +53,7 @@ from surge.inference.image_io import (
     write_image,
 )
 from surge.inference.planning import Job, output_file, output_path, plan_jobs
-from surge.models.registry import REAL_WORLD_COUNTERPART, bundled_path, default_model_name
+from surge.models.registry import REAL_WORLD_COUNTERPART, bundled_path, default_model_name, refuse_untrained
 
 __all__ = [
     "COMPRESSED_MODEL", "COMPRESSED_QUALITY", "FILE_ERRORS", "FileResult", "Job", "UpscaleOptions", "Upscaler",
