@@ -18,6 +18,11 @@ MATLAB bicubic to any final scale. When a network trained on clean LR meets JPEG
 ``--real-for-jpeg`` (on for the default model) hands such JPEGs to that model, file by file.
 ``-`` as the input reads one image from stdin, ``-o -`` writes one image to stdout (only once
 it is complete; messages always go to stderr).
+
+This module is a front-end: argument parsing, stdin/stdout, the threaded read/write overlap
+(``--io-threads``) and the messages. Planning, the model for each file, output names, reading and
+writing with metadata and the atomic publish are :mod:`surge.inference.pipeline`'s, shared with
+every other front-end.
 """
 
 from __future__ import annotations
@@ -39,7 +44,6 @@ from surge.cli.untrained import add_allow_untrained
 from surge.errors import SurgeError
 from surge.inference.image_io import (
     DEFAULT_MAX_PIXELS,
-    IMAGE_EXTENSIONS,
     JPEG_QUALITY,
     OUTPUT_FORMATS,
     ImageMeta,
