@@ -1,6 +1,6 @@
 """Internal: the inference copy of a model that runs one float batch at a precision/device.
 
-Users never build one: :class:`surge.models.registry.SRModel` builds it on first use, once
+Users never build one: :class:`surge.inference.runtime.SRModel` builds it on first use, once
 per (precision, device, backend), and caches it (``SRModel._engine``). Tiling
 (``surge.inference.tiling``) keeps tiles on the host and hands them one at a time to an
 Engine, so the whole image never has to sit on the compute device.
@@ -29,7 +29,7 @@ from surge.errors import SurgeError
 from surge.inference.optimize import REDUCED_DTYPES, auto_precision, optimize_for_inference, to_compute_dtype
 
 if TYPE_CHECKING:
-    from surge.models.registry import SRModel
+    from surge.inference.runtime import SRModel
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

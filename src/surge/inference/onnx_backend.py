@@ -28,7 +28,7 @@ from torch import nn
 
 from surge.atomic import atomic_output
 from surge.errors import SurgeError
-from surge.models.registry import SRModel
+from surge.inference.runtime import SRModel
 
 DEFAULT_OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "lr", "sr"
