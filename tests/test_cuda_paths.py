@@ -3,12 +3,24 @@ inference is simulated here, so these run everywhere; tests/test_cuda.py runs th
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
-import pytest
+from PIL import Image
+from torch import nn
 
 import surge
-from surge.inference.optimize import optimize_for_inference
+from surge.cli.main import main
+from surge.errors import NonFiniteOutputError, PrecisionFallbackWarning
+from surge.inference.optimize import optimize_for_inference, to_compute_dtype
+from surge.inference.runtime import SRModel
+from surge.models.config import GENERATOR_PRESETS
+from surge.models.files import save_model
+from surge.models.generator import SuRGeGenerator
+from surge.models.inference_hints import InferenceHints
 
 _REAL_CONV2D = F.conv2d
 
@@ -58,3 +70,127 @@ def test_rewrite_check_of_a_bundled_model_survives_gpu_tf32_arithmetic(emulate_t
     assert stats["subpixel_rewrites"] == 2
     # And the model runs: its inference copy is built (and checked) like on a GPU.
     assert model(x).shape == (1, 3, 48, 48)
+
+
+# --- reduced precision that overflows: detected, recomputed in fp32, never a black image ------------
+
+
+def overflowing(preset: str, gain: float = 1e6, seed: int = 0) -> SRModel:
+    """A small generator whose first conv is ``gain`` x too strong: its activations pass fp16's
+    largest value (65504) while fp32 stays finite, like a model trained in bf16/fp32 run in fp16."""
+    config = GENERATOR_PRESETS[preset] if preset == "surge-tiny" else TINY_BN
+    torch.manual_seed(seed)
+    network = SuRGeGenerator(config).eval()
+    with torch.no_grad():
+        network.C0[0].weight.mul_(gain)
+    return SRModel(name=f"loud-{preset}", network=network, scale=4, source="test", precisions=("fp32", "bf16", "fp16"))
+
+
+# The paper's layout at toy width: BatchNorm, tanh head (an overflow saturates tanh to a plausible 0 or 1).
+TINY_BN = dataclasses.replace(GENERATOR_PRESETS["surge"], width0=8, width1=8, blocks0=1, blocks1=1, head_kernel=3)
+
+
+@pytest.mark.parametrize("preset", ["surge-tiny", "surge"], ids=["residual-head", "tanh-head"])
+@pytest.mark.parametrize("tile", [None, 8])
+def test_fp16_overflow_is_recomputed_in_fp32_with_one_warning(preset, tile):
+    model = overflowing(preset)
+    image = (np.random.default_rng(0).random((16, 16, 3)) * 255).astype(np.uint8)
+    with torch.inference_mode():
+        raw = model._engine("fp16", "cpu").network(torch.from_numpy(image.transpose(2, 0, 1)[None] / 255.0).float())
+    assert not torch.isfinite(raw).all()  # the network really overflows in fp16
+    expected = surge.upscale(image, model=model, precision="fp32", tile=tile)
+    with pytest.warns(PrecisionFallbackWarning, match="fp16 overflowed") as caught:
+        got = surge.upscale(image, model=model, precision="fp16", tile=tile)
+        surge.upscale(image, model=model, precision="fp16", tile=tile)  # same engine: no second warning
+    assert len([w for w in caught if issubclass(w.category, PrecisionFallbackWarning)]) == 1
+    np.testing.assert_array_equal(got, expected)
+    assert got.max() > 0  # not the black image NaN would quantise to
+
+
+def test_fp16_that_does_not_overflow_is_not_recomputed(recwarn):
+    model = overflowing("surge-tiny", gain=1.0)
+    image = (np.random.default_rng(0).random((12, 12, 3)) * 255).astype(np.uint8)
+    fp16 = surge.upscale(image, model=model, precision="fp16", tile=None)
+    assert not [w for w in recwarn if issubclass(w.category, PrecisionFallbackWarning)]
+    assert not np.array_equal(fp16, surge.upscale(image, model=model, precision="fp32", tile=None))
+
+
+class TanhHead(nn.Module):
+    """body (reduced precision) -> 1x1 head with positive weights (fp32) -> tanh: an inf from the body
+    comes out of the head as +inf and out of tanh as a plausible 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Conv2d(3, 3, 3, padding=1)
+        self.head = nn.Conv2d(3, 3, 1)
+        with torch.no_grad():
+            self.head.weight.fill_(0.5)
+
+    def forward(self, x):
+        return torch.tanh(self.head(self.body(x)))
+
+    def inference_hints(self):
+        return InferenceHints(input_modules=("body",), fp32_modules=("head",))
+
+
+def test_an_overflow_hidden_by_a_tanh_head_still_shows_in_the_output():
+    network = to_compute_dtype(TanhHead().eval(), torch.float16)
+
+    def one_inf(_module, _inputs, output):
+        output[0, 0, 5, 5] = float("inf")  # what an fp16 overflow leaves in the body's activations
+        return output
+
+    network.body.register_forward_hook(one_inf)
+    with torch.inference_mode():
+        y = network(torch.rand(1, 3, 12, 12))
+    bad = ~torch.isfinite(y)
+    assert bad.any() and not bad.all()  # the pixels that read the inf, not the whole image
+
+
+class NanNetwork(nn.Module):
+    """No inference hints, so no rewrite check: only the engine's output check can catch it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+
+    def forward(self, x):
+        y = F.interpolate(self.conv(x), scale_factor=4.0, mode="nearest")
+        return y * torch.where(x.mean() > 2, 1.0, float("nan"))
+
+    def receptive_radius(self):
+        return 0
+
+
+def test_non_finite_fp32_output_is_an_error_not_a_black_image():
+    model = SRModel(name="nan-net", network=NanNetwork().eval(), scale=4, source="test", precisions=("fp32", "fp16"))
+    image = np.full((12, 12, 3), 128, np.uint8)
+    for precision in ("fp32", "fp16"):  # fp16 falls back to fp32, which fails the same way
+        with pytest.raises(NonFiniteOutputError, match="nan-net.*NaN or inf in fp32"):
+            surge.upscale(image, model=model, precision=precision, tile=None)
+
+
+def test_cli_writes_nothing_when_the_model_gives_nan(tmp_path, capsys):
+    model = overflowing("surge-tiny", gain=1.0)
+    with torch.no_grad():
+        model.network.out.bias.fill_(float("nan"))
+    weights = save_model(model.network, tmp_path / "broken.safetensors")
+    Image.fromarray(np.full((12, 12, 3), 99, np.uint8)).save(tmp_path / "in.png")
+    code = main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"), "--model", str(weights),
+                 "--device", "cpu", "--precision", "fp32", "-q"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("surge: error: broken") and "broken.safetensors" in err and "NaN or inf" in err
+    assert "this is a bug" not in err  # broken weights are not a rewrite bug
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.safetensors", "in.png"]
+
+
+def test_cli_warns_once_and_writes_the_fp32_result_when_fp16_overflows(tmp_path, capsys):
+    weights = save_model(overflowing("surge-tiny").network, tmp_path / "loud.safetensors")
+    Image.fromarray((np.random.default_rng(1).random((16, 16, 3)) * 255).astype(np.uint8)).save(tmp_path / "in.png")
+    common = [str(tmp_path / "in.png"), "--model", str(weights), "--device", "cpu", "--tile", "8", "-q"]
+    assert main(["upscale", *common, "-o", str(tmp_path / "fp16.png"), "--precision", "fp16"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("surge: warning: loud: fp16 overflowed on cpu") == 1 and "UserWarning" not in err
+    assert main(["upscale", *common, "-o", str(tmp_path / "fp32.png"), "--precision", "fp32"]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "fp16.png")), np.asarray(Image.open(tmp_path / "fp32.png")))

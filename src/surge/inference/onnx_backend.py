@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from surge.atomic import atomic_output
-from surge.errors import SurgeError
+from surge.errors import NonFiniteOutputError, SurgeError
+from surge.inference._engine import non_finite_message
 from surge.inference.runtime import SRModel
 
 DEFAULT_OPSET = 17
@@ -292,4 +293,7 @@ class OnnxFileEngine:
         return f"{self.model.name}: backend onnxruntime ({self.model.network.path}), {self.device}, fp32"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.session(x)
+        y = self.session(x)
+        if not bool(torch.isfinite(y).all()):
+            raise NonFiniteOutputError(non_finite_message(self.model, self.device))
+        return y

@@ -41,7 +41,7 @@ from torch import nn
 
 from surge.models.inference_hints import InferenceHints
 
-from surge.errors import SurgeError
+from surge.errors import NonFiniteOutputError, SurgeError
 
 # Reduced precision names -> torch dtypes.
 REDUCED_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -242,13 +242,32 @@ class _CastInput(nn.Module):
         return self.module(x.to(self.dtype))
 
 
+class _Fp32Island(nn.Module):
+    """Runs ``module`` in fp32 on a reduced-precision input, with infs turned into NaN.
+
+    An fp16 overflow upstream (activations past 65504) arrives here as inf; a saturating head
+    (SuRGe's tanh) would turn that into a plausible 0 or 1, so it could not be seen in the
+    output. NaN propagates through every op after, so the Engine finds it in the output and
+    recomputes the batch in fp32.
+    """
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nan = float("nan")
+        return self.module(torch.nan_to_num(x.float(), nan=nan, posinf=nan, neginf=nan))
+
+
 def to_compute_dtype(network: nn.Module, dtype: torch.dtype) -> nn.Module:
     """Cast a network's body to ``dtype`` while it keeps an fp32 interface (in place).
 
     A network with ``inference_hints()`` keeps the modules and parameters it lists in fp32
     and has its input modules cast the fp32 input on entry (for SuRGe: the output conv,
-    tanh and bicubic residual stay fp32). Other networks are cast whole and wrapped to
-    take and return fp32.
+    tanh and bicubic residual stay fp32; an inf reaching them becomes NaN, so an overflow shows
+    in the output). Other networks are cast whole and wrapped to take and return fp32; an
+    overflow shows in their output unless a saturating last layer hides it.
     """
     if dtype == torch.float32:
         return network
@@ -262,7 +281,7 @@ def to_compute_dtype(network: nn.Module, dtype: torch.dtype) -> nn.Module:
     for path in hints.input_modules:
         _set_submodule(network, path, _CastInput(network.get_submodule(path), dtype))
     for path in hints.fp32_modules:
-        _set_submodule(network, path, _CastInput(network.get_submodule(path).float(), torch.float32))
+        _set_submodule(network, path, _Fp32Island(network.get_submodule(path).float()))
     return network
 
 
@@ -324,7 +343,10 @@ def check_equivalent(reference: nn.Module, candidate: nn.Module, tolerance: floa
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(1, in_channels, size, size, generator=gen, dtype=torch.float64)
     with torch.inference_mode():
-        diff = (_cpu_float64(reference)(x) - _cpu_float64(candidate)(x)).abs().max().item()
+        expected = _cpu_float64(reference)(x)
+        if not torch.isfinite(expected).all():
+            raise NonFiniteOutputError(f"{type(reference).__name__} gives NaN or inf for a random input even in float64 (broken weights)")
+        diff = (expected - _cpu_float64(candidate)(x)).abs().max().item()
     if not diff <= tolerance:  # also catches NaN
         raise OptimizationError(
             f"inference rewrite of {type(reference).__name__} changed its output by {diff:.3g} (> {tolerance:g}); "
