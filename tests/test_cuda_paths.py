@@ -194,3 +194,101 @@ def test_cli_warns_once_and_writes_the_fp32_result_when_fp16_overflows(tmp_path,
     assert err.count("surge: warning: loud: fp16 overflowed on cpu") == 1 and "UserWarning" not in err
     assert main(["upscale", *common, "-o", str(tmp_path / "fp32.png"), "--precision", "fp32"]) == 0
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "fp16.png")), np.asarray(Image.open(tmp_path / "fp32.png")))
+
+
+# --- ONNX Runtime on CUDA: the provider that runs is the one asked for ------------------------------
+
+
+def test_execution_providers_per_device():
+    from surge.inference.onnx_backend import OnnxError, execution_providers
+
+    both = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert execution_providers(torch.device("cpu"), both) == ["CPUExecutionProvider"]
+    assert execution_providers(torch.device("cuda:1"), both) == [
+        ("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]
+    assert execution_providers(torch.device("cuda"), both)[0] == ("CUDAExecutionProvider", {"device_id": 0})
+    with pytest.raises(OnnxError, match="no CUDA provider.*onnxruntime-gpu"):
+        execution_providers(torch.device("cuda"), ["CPUExecutionProvider"])
+    with pytest.raises(OnnxError, match="not mps"):
+        execution_providers(torch.device("mps"), both)
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider")
+def test_onnx_session_refuses_a_silent_fall_back_to_the_cpu(monkeypatch, tmp_path):
+    """The provider is listed, but the session runs on the CPU (what ONNX Runtime does when the CUDA
+    libraries fail to load, or, as here, when the provider is not really there)."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from surge.inference.onnx_backend import OnnxError, OnnxSession, export_to_bytes
+
+    graph = export_to_bytes(SuRGeGenerator(GENERATOR_PRESETS["surge-tiny"]).eval())
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    with pytest.raises(OnnxError, match="could not start its CUDA provider on cuda:0.*--device cpu"):
+        OnnxSession(graph, "cuda:0")
+    assert OnnxSession(graph, "cpu").session.get_providers() == ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize("has_cuda_provider", [False, True])
+def test_onnx_backend_on_an_automatic_cuda_device_needs_the_cuda_provider(monkeypatch, has_cuda_provider):
+    from surge.inference import onnx_backend
+
+    monkeypatch.setattr(onnx_backend, "onnx_cuda_available", lambda: has_cuda_provider)
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    # "auto" chose CUDA: without the CUDA provider the onnxruntime backend runs on the CPU instead.
+    assert onnx_backend.onnx_device(cuda, chosen_automatically=True) == (cuda if has_cuda_provider else cpu)
+    # A device the user named is kept; without the provider the session then fails with a clear error.
+    assert onnx_backend.onnx_device(cuda, chosen_automatically=False) == cuda
+    assert onnx_backend.onnx_device(cpu, chosen_automatically=True) == cpu
+
+
+def test_model_remembers_whether_its_device_was_automatic():
+    model = surge.load_model("surge-tiny", device="auto")
+    assert model._auto_device
+    assert not model.to("cpu")._auto_device
+    assert surge.load_model("surge-tiny", device="cpu")._auto_device is False
+
+
+# --- cudnn.benchmark while tiles repeat their shapes ---------------------------------------------------
+
+
+class RecordingEngine:
+    """Nearest x4 on the host; records cudnn.benchmark at each call; claims to run on ``device``."""
+
+    def __init__(self, device: str, backend: str = "torch", fail: bool = False):
+        self.device, self.backend, self.fail, self.seen = torch.device(device), backend, fail, []
+
+    def __call__(self, x):
+        self.seen.append(torch.backends.cudnn.benchmark)
+        if self.fail:
+            raise RuntimeError("out of memory")
+        return F.interpolate(x, scale_factor=4.0, mode="nearest")
+
+
+@pytest.mark.parametrize("before", [False, True])
+@pytest.mark.parametrize(
+    "device, backend, tile, on",
+    [("cuda", "torch", 8, True),  # 16 tiles, 4 context shapes (border tiles have less context)
+     ("cuda", "torch", None, False),  # one tile: nothing repeats
+     ("cuda", "onnxruntime", 8, False),  # cuDNN settings do not reach ONNX Runtime
+     ("cpu", "torch", 8, False)],
+)
+def test_cudnn_benchmark_is_on_only_while_tile_shapes_repeat_on_cuda(monkeypatch, device, backend, tile, on, before):
+    from surge.inference.tiling import run_tiled
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", before)
+    engine = RecordingEngine(device, backend)
+    image = np.random.default_rng(0).random((32, 32, 3), dtype=np.float32)
+    out = run_tiled(engine, image, np.empty((128, 128, 3), np.float32), 4, tile, overlap=2)
+    np.testing.assert_array_equal(out, image.repeat(4, 0).repeat(4, 1))
+    assert set(engine.seen) == {True if on else before}
+    assert torch.backends.cudnn.benchmark is before
+
+
+def test_cudnn_benchmark_is_restored_when_a_tile_fails(monkeypatch):
+    from surge.inference.tiling import run_tiled
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    engine = RecordingEngine("cuda", fail=True)
+    with pytest.raises(RuntimeError):
+        run_tiled(engine, np.zeros((32, 32, 3), np.float32), np.empty((128, 128, 3), np.float32), 4, 8, overlap=2)
+    assert engine.seen == [True] and torch.backends.cudnn.benchmark is False

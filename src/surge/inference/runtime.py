@@ -60,6 +60,8 @@ class SRModel:
     # Defaults for ``model(x)`` and ``surge.upscale``; "auto" = best native precision.
     precision: str = "auto"
     _device: torch.device | None = field(default=None, init=False, repr=False)
+    # Whether ``_device`` came from "auto" (the onnxruntime backend may then pick the CPU).
+    _auto_device: bool = field(default=False, init=False, repr=False)
     _engines: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -83,6 +85,7 @@ class SRModel:
     def to(self, device) -> "SRModel":
         """Move to ``device`` ("auto" = CUDA when available); drops built inference copies."""
         self._device = resolve_device(device)
+        self._auto_device = device is None or str(device) == "auto"
         self.network.to(self._device)
         self.clear_cache()
         return self
@@ -133,7 +136,12 @@ class SRModel:
         """
         if backend not in BACKENDS:
             raise SurgeError(f"unknown backend {backend!r} (use one of {', '.join(BACKENDS)})")
+        automatic = self._auto_device if device is None else str(device) == "auto"
         dev = self.device if device is None else resolve_device(device)
+        if backend == "onnxruntime":
+            from surge.inference.onnx_backend import onnx_device
+
+            dev = onnx_device(dev, automatic)
         concrete = resolve_precision(self, self.precision if precision is None else precision, dev, backend)
         key = (concrete, str(dev), backend)
         engine = self._engines.get(key)
