@@ -38,3 +38,16 @@ class ConfigError(SurgeError):
 
 class DatasetError(SurgeError):
     """A dataset folder is missing or malformed."""
+
+
+class NonFiniteOutputError(SurgeError):
+    """A network's output holds NaN or inf even in fp32 (broken weights): refused, since quantising
+    it would write a black image."""
+
+
+class SurgeWarning(UserWarning):
+    """Something the user should know that did not stop the work; the CLI prints ``surge: warning: ...``."""
+
+
+class PrecisionFallbackWarning(SurgeWarning):
+    """A reduced precision overflowed (NaN/inf) and the affected batch was recomputed in fp32."""
