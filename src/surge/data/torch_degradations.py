@@ -51,23 +51,40 @@ def reflect_index(n: int, pad: int, device) -> torch.Tensor:
     return torch.where(i >= n, period - i, i)
 
 
+def _reflect_pad(x: torch.Tensor, p: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    if p < min(h, w):
+        return F.pad(x, (p, p, p, p), mode="reflect")
+    return x[:, :, reflect_index(h, p, x.device)][:, :, :, reflect_index(w, p, x.device)]
+
+
+def _take(x: torch.Tensor, idx: list[int]) -> torch.Tensor:
+    return x if len(idx) == x.shape[0] else x[idx]
+
+
+def _put(out: torch.Tensor, idx: list[int], value: torch.Tensor) -> torch.Tensor:
+    if len(idx) == out.shape[0]:
+        return value
+    out[idx] = value
+    return out
+
+
 def filter_batch(x: torch.Tensor, kernels: list[np.ndarray | None]) -> torch.Tensor:
     """Convolve sample i of ``x`` (B, C, H, W) with ``kernels[i]`` (None: unchanged), reflect-padded.
 
     One grouped convolution per kernel size, so a sample costs what its own kernel costs.
     """
-    out = x.clone()
     sizes = sorted({k.shape[0] for k in kernels if k is not None})
+    out = x.clone() if sum(k is not None for k in kernels) < len(kernels) or len(sizes) > 1 else x
     c, h, w = x.shape[1:]
     for size in sizes:
         idx = [i for i, k in enumerate(kernels) if k is not None and k.shape[0] == size]
         p = size // 2
-        sub = x[idx]
-        sub = sub[:, :, reflect_index(h, p, x.device)][:, :, :, reflect_index(w, p, x.device)]
+        sub = _reflect_pad(_take(x, idx), p)
         weight = torch.from_numpy(np.stack([kernels[i][::-1, ::-1] for i in idx]).astype(np.float32))
         weight = weight.to(x.device, x.dtype).repeat_interleave(c, 0)[:, None]  # (n*C, 1, k, k)
         y = F.conv2d(sub.reshape(1, len(idx) * c, h + 2 * p, w + 2 * p), weight, groups=len(idx) * c)
-        out[idx] = y.view(len(idx), c, h, w)
+        out = _put(out, idx, y.view(len(idx), c, h, w))
     return out
 
 
@@ -81,7 +98,7 @@ def resize_batch(x: torch.Tensor, size: tuple[int, int], modes: list[str], antia
         idx = [i for i, k in enumerate(zip(modes, antialias)) if (k[0], bool(k[1])) == key]
         mode, aa = key
         kwargs = {} if mode == "area" else {"align_corners": False, "antialias": aa}
-        out[idx] = F.interpolate(x[idx], size=size, mode=mode, **kwargs)
+        out = _put(out, idx, F.interpolate(_take(x, idx), size=size, mode=mode, **kwargs))
     return out
 
 
@@ -128,10 +145,10 @@ class BatchDegrader:
         out = hr.new_empty(b, 3, *size)
         keep = np.flatnonzero(clean).tolist()
         if keep:
-            out[keep] = to_levels(self.bicubic(hr[keep], size))
+            out = _put(out, keep, to_levels(self.bicubic(_take(hr, keep), size)))
         rest = np.flatnonzero(~clean).tolist()
         if rest:
-            out[rest] = self._degrade(hr[rest], rng, gen, size)
+            out = _put(out, rest, self._degrade(_take(hr, rest), rng, gen, size))
         return out
 
     def bicubic(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -157,12 +174,11 @@ class BatchDegrader:
         jpeg_first = rng.random(b) >= 0.5  # the CPU pipeline's `rng.random() < 0.5` is resize first
         first = np.flatnonzero(jpeg_first).tolist()
         if first:
-            x = x.clone()
-            x[first] = _jpeg(x[first], quality[first])
+            x = _put(x.clone() if len(first) < b else x, first, _jpeg(_take(x, first), quality[first]))
         x = filter_batch(resize_batch(x, size, modes, antialias), kernels)
         last = np.flatnonzero(~jpeg_first).tolist()
         if last:
-            x[last] = _jpeg(x[last], quality[last])
+            x = _put(x, last, _jpeg(_take(x, last), quality[last]))
         return to_levels(x)
 
     def _modes(self, rng, n):
@@ -186,9 +202,9 @@ class BatchDegrader:
         g, p = np.flatnonzero(gauss).tolist(), np.flatnonzero(~gauss).tolist()
         out = torch.empty_like(x)
         if g:
-            out[g] = gaussian_noise(x[g], sigma[g], gray[g], gen)
+            out = _put(out, g, gaussian_noise(_take(x, g), sigma[g], gray[g], gen))
         if p:
-            out[p] = poisson_noise(x[p], pscale[p], gray[p], gen)
+            out = _put(out, p, poisson_noise(_take(x, p), pscale[p], gray[p], gen))
         if jpeg_last:
             out = _jpeg(out, rng.integers(o.jpeg_range[0], o.jpeg_range[1] + 1, size=b))
         return out
