@@ -13,7 +13,7 @@ from surge.data.pairs import PairDataset
 from surge.data.torch_degradations import (
     BatchDegrader, filter_batch, gaussian_noise, poisson_noise, reflect_index, resize_batch,
 )
-from surge.errors import ConfigError
+from surge.errors import ConfigError, DatasetError
 from surge.imaging.bicubic import imresize
 from surge.training.config import ExperimentConfig, load_config
 
@@ -77,6 +77,24 @@ def test_batches_are_a_function_of_seed_and_step():
         assert not torch.equal(hr7, hr8) and not torch.equal(lr7, lr8)
         other = DeviceBatches(imgs, 32, seed=4, degradation=degradation)
         assert not torch.equal(other.batch(7, 8)[0], lr7)
+
+
+def test_prefetching_gives_the_same_batches_and_stops_cleanly():
+    cfg = load_config(REPO_CONFIGS / "gpu-real-psnr.toml").data.degradation
+    dev = DeviceBatches(images(), 32, seed=2, degradation=cfg)
+    plain, ahead = list(dev.steps(3, 7, 4, prefetch=0)), list(dev.steps(3, 7, 4, prefetch=2))
+    assert len(plain) == len(ahead) == 4
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(plain, ahead))
+    it = dev.steps(0, 10**6, 4)
+    next(it)
+    it.close()  # a training loop that stops early must not leave the producer thread running
+    assert not any(t.name == "surge-device-batches" and t.is_alive() for t in __import__("threading").enumerate())
+
+
+def test_a_failing_batch_raises_in_the_training_loop():
+    dev = DeviceBatches(images(), 32, seed=2)
+    with pytest.raises(DatasetError, match="not divisible"):
+        list(dev.steps(0, 3, 5, prefetch=1) if dev.world_size == 2 else DeviceBatches(images(), 32, world_size=2).steps(0, 3, 5))
 
 
 def test_ranks_take_their_slice_of_the_global_batch():

@@ -21,6 +21,9 @@ HR and the same degradation parameters, but different noise samples and float ro
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -47,7 +50,9 @@ class DeviceBatches:
         if small:
             raise DatasetError(f"{len(small)} training image(s) smaller than the {hr_size}px crop")
         self.device = torch.device(device)
-        self.images = [torch.from_numpy(np.ascontiguousarray(im)).to(self.device) for im in images]
+        self.images = [torch.tensor(im, device=self.device) for im in images]  # a copy: the arrays may be read-only
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # the prefetch thread's stream must see the uploaded images
         self.n, self.hr_size, self.scale, self.seed = len(images), hr_size, scale, seed
         self.augment, self.lr_quantize = augment, lr_quantize
         self.rank, self.world_size = rank, world_size
@@ -103,6 +108,73 @@ class DeviceBatches:
             lr = to_levels(lr) if self.lr_quantize else lr.clamp(0, 1)
         return lr.contiguous(), hr.contiguous()
 
-    def steps(self, start_step: int, total_steps: int, global_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for step in range(start_step, total_steps):
-            yield self.batch(step, global_batch)
+    def steps(self, start_step: int, total_steps: int, global_batch: int,
+              prefetch: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of steps ``start_step..total_steps-1``.
+
+        ``prefetch`` > 0: made that many steps ahead by a background thread (on CUDA on its own
+        stream), so the Python and kernel-launch work of the next batch overlaps the current
+        training step as a loader process's would; the batches are the same either way.
+        """
+        if prefetch <= 0:
+            for step in range(start_step, total_steps):
+                yield self.batch(step, global_batch)
+            return
+        yield from _Prefetcher(self, range(start_step, total_steps), global_batch, prefetch)
+
+
+class _Prefetcher:
+    """Runs ``DeviceBatches.batch`` for each step in a thread, ``depth`` batches ahead of the consumer."""
+
+    def __init__(self, source: DeviceBatches, steps: range, global_batch: int, depth: int):
+        self.source, self.steps, self.global_batch = source, steps, global_batch
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.stop = threading.Event()
+        cuda = source.device.type == "cuda"
+        self.stream = torch.cuda.Stream(source.device) if cuda else None
+        self.thread = threading.Thread(target=self._produce, name="surge-device-batches", daemon=True)
+        self.thread.start()
+
+    def _put(self, item) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            with torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext():
+                for step in self.steps:
+                    lr, hr = self.source.batch(step, self.global_batch)
+                    event = None
+                    if self.stream is not None:
+                        event = torch.cuda.Event()
+                        event.record(self.stream)
+                    if not self._put((lr, hr, event)):
+                        return
+        except BaseException as exc:  # handed to the training loop, which raises it
+            self._put(exc)
+            return
+        self._put(None)
+
+    def __iter__(self):
+        try:
+            while True:
+                item = self.queue.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                lr, hr, event = item
+                if event is not None:
+                    current = torch.cuda.current_stream(self.source.device)
+                    current.wait_event(event)
+                    lr.record_stream(current)  # memory made on the side stream, used on this one
+                    hr.record_stream(current)
+                yield lr, hr
+        finally:
+            self.stop.set()
+            self.thread.join(timeout=10)
