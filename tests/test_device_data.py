@@ -279,3 +279,37 @@ def test_trainer_with_the_device_pipeline_resumes_exactly(tmp_path, degraded):
     Trainer(cfg(5), tmp_path / "split", resume=True).run()
     assert _losses(tmp_path / "split") == _losses(tmp_path / "whole")
     assert len(_losses(tmp_path / "whole")) == 5
+
+
+# --- CUDA (skipped without a GPU; not yet run on one) ---------------------------------
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.cuda
+@cuda
+def test_cuda_batches_match_the_cpu_ones():
+    cfg = load_config(REPO_CONFIGS / "gpu-real-psnr.toml").data.degradation
+    imgs = images()
+    for degradation in (None, cfg):
+        on_cpu = DeviceBatches(imgs, 32, seed=5, degradation=degradation)
+        on_gpu = DeviceBatches(imgs, 32, "cuda", seed=5, degradation=degradation)
+        lr_c, hr_c = on_cpu.batch(3, 8)
+        lr_g, hr_g = on_gpu.batch(3, 8)
+        assert torch.equal(hr_g.cpu(), hr_c)  # same crops everywhere
+        assert torch.equal(on_gpu.batch(3, 8)[0], lr_g)  # reproducible on the device
+        ahead = next(iter(on_gpu.steps(3, 4, 8, prefetch=1)))  # the side-stream path
+        assert torch.equal(ahead[0], lr_g) and torch.equal(ahead[1], hr_g)
+        if degradation is None:  # bicubic: float rounding may move a level at most
+            assert float((lr_g.cpu() - lr_c).abs().max()) <= 1 / 255 + 1e-6
+
+
+@pytest.mark.cuda
+@cuda
+def test_cuda_jpeg_matches_cpu():
+    x = torch.rand(4, 3, 40, 56) * 255
+    q = torch.tensor([30, 50, 75, 95])
+    from surge.data.torch_jpeg import jpeg_levels
+
+    a, b = jpeg_levels(x, q), jpeg_levels(x.cuda(), q.cuda()).cpu()
+    assert float((a - b).abs().gt(1).float().mean()) < 1e-3  # rounding ties may differ by one level

@@ -31,7 +31,7 @@ import torch
 
 from surge.data.degradations import DegradationConfig
 from surge.data.pairs import _augment, _draw_augmentation
-from surge.data.torch_degradations import BatchDegrader, noise_generator, to_levels
+from surge.data.torch_degradations import BatchDegrader, noise_generator, to_levels, upload
 from surge.errors import DatasetError
 
 DEVICE_DEGRADATION_STREAM = 5
@@ -88,7 +88,7 @@ class DeviceBatches:
             ops.append(8 * hf + 4 * vf + turns)
         hr = torch.stack(crops).view(len(crops), s * s, 3)
         if self.augment:
-            index = self._maps[torch.tensor(ops, device=self.device)]
+            index = self._maps[upload(np.asarray(ops, dtype=np.int64), self.device)]
             hr = torch.gather(hr, 1, index[..., None].expand(-1, -1, 3))
         return hr.view(-1, s, s, 3).permute(0, 3, 1, 2)
 

@@ -25,6 +25,8 @@ intermediate rounding), rounded to 8 bits.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -34,6 +36,21 @@ from surge.data.degradations import DegradationConfig, OrderConfig, random_kerne
 from surge.imaging.bicubic import resize_matrix
 
 _GRAY = (0.299, 0.587, 0.114)
+
+
+@lru_cache(maxsize=8)
+def _gray_weights(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return torch.tensor(_GRAY, dtype=dtype, device=device).view(1, 3, 1, 1)
+
+
+def upload(arr: np.ndarray, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A numpy array on ``device``; to CUDA through pinned memory without a stream sync (the
+    prefetch thread would otherwise wait for all its queued work at every parameter copy)."""
+    t = torch.from_numpy(np.ascontiguousarray(arr))
+    t = t.to(dtype) if dtype is not None else t
+    if device.type != "cuda":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def to_levels(x: torch.Tensor) -> torch.Tensor:
@@ -81,8 +98,8 @@ def filter_batch(x: torch.Tensor, kernels: list[np.ndarray | None]) -> torch.Ten
         idx = [i for i, k in enumerate(kernels) if k is not None and k.shape[0] == size]
         p = size // 2
         sub = _reflect_pad(_take(x, idx), p)
-        weight = torch.from_numpy(np.stack([kernels[i][::-1, ::-1] for i in idx]).astype(np.float32))
-        weight = weight.to(x.device, x.dtype).repeat_interleave(c, 0)[:, None]  # (n*C, 1, k, k)
+        weight = upload(np.stack([kernels[i][::-1, ::-1] for i in idx]), x.device, x.dtype)
+        weight = weight.repeat_interleave(c, 0)[:, None]  # (n*C, 1, k, k)
         y = F.conv2d(sub.reshape(1, len(idx) * c, h + 2 * p, w + 2 * p), weight, groups=len(idx) * c)
         out = _put(out, idx, y.view(len(idx), c, h, w))
     return out
@@ -112,7 +129,7 @@ def gaussian_noise(x: torch.Tensor, sigma: torch.Tensor, gray: torch.Tensor, gen
 def poisson_noise(x: torch.Tensor, scale: torch.Tensor, gray: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Shot noise as the CPU pipeline's ``add_poisson_noise``, per sample: photon count = the image's
     number of distinct 8-bit levels rounded up to a power of two. Clipped."""
-    luma = torch.einsum("c,bchw->bhw", torch.tensor(_GRAY, dtype=x.dtype, device=x.device), x)[:, None]
+    luma = F.conv2d(x, _gray_weights(x.device, x.dtype))
     base = torch.where(gray.view(-1, 1, 1, 1), luma.expand_as(x), x)
     base = torch.round(base.clamp(0, 1) * 255) / 255
     levels = torch.round(base * 255).long().flatten(1)
@@ -126,7 +143,7 @@ def poisson_noise(x: torch.Tensor, scale: torch.Tensor, gray: torch.Tensor, gen:
 
 
 def _jpeg(x: torch.Tensor, quality: np.ndarray) -> torch.Tensor:
-    return torch_jpeg.jpeg(x, torch.from_numpy(np.asarray(quality, dtype=np.int64)))
+    return torch_jpeg.jpeg(x, upload(np.asarray(quality, dtype=np.int64), x.device))
 
 
 class BatchDegrader:
@@ -195,10 +212,10 @@ class BatchDegrader:
         factor = (rng.uniform(1, o.resize_range[1]), rng.uniform(o.resize_range[0], 1), 1.0)[direction]
         modes, antialias = self._modes(rng, b)
         x = resize_batch(x, (int(base[0] * factor), int(base[1] * factor)), modes, antialias)
-        gray = torch.from_numpy(rng.random(b) < o.gray_noise_prob).to(x.device)
+        gray = upload(rng.random(b) < o.gray_noise_prob, x.device)
         gauss = rng.random(b) < o.gaussian_noise_prob
-        sigma = torch.from_numpy(rng.uniform(*o.noise_range, size=b) / 255).to(x.device)
-        pscale = torch.from_numpy(rng.uniform(*o.poisson_scale_range, size=b)).to(x.device)
+        sigma = upload(rng.uniform(*o.noise_range, size=b) / 255, x.device)
+        pscale = upload(rng.uniform(*o.poisson_scale_range, size=b), x.device)
         g, p = np.flatnonzero(gauss).tolist(), np.flatnonzero(~gauss).tolist()
         out = torch.empty_like(x)
         if g:

@@ -58,13 +58,23 @@ def quality_scaling(quality: int) -> int:
     return 5000 // q if q < 50 else 200 - 2 * q
 
 
+@lru_cache(maxsize=32)
+def _constant(name: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Constants kept on each device: a host-to-device copy per batch would synchronise the stream."""
+    values = {"luma": LUMA_TABLE, "chroma": CHROMA_TABLE, "to_ycc": _RGB_TO_YCC, "to_rgb": _YCC_TO_RGB}
+    if name == "dct":
+        m = _dct_matrix_cpu()
+        return torch.kron(m, m).to(device=device, dtype=dtype)  # vec(M X M^T) = (M kron M) vec(X), row-major
+    return torch.tensor(values[name], dtype=dtype, device=device)
+
+
 def quant_tables(quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample (B, 8, 8) luminance and chrominance tables for integer qualities ``quality`` (B,)."""
     q = quality.to(torch.int64).clamp(1, 100)
     scale = torch.where(q < 50, 5000 // q, 200 - 2 * q)[:, None]
     out = []
-    for base in (LUMA_TABLE, CHROMA_TABLE):
-        t = torch.tensor(base, dtype=torch.int64, device=q.device)[None]
+    for name in ("luma", "chroma"):
+        t = _constant(name, q.device, torch.int64)[None]
         out.append(((t * scale + 50) // 100).clamp(1, 255).view(-1, 8, 8))  # force_baseline: <= 255
     return out[0], out[1]
 
@@ -80,8 +90,7 @@ def _dct_matrix_cpu() -> torch.Tensor:
 
 def _dct_matrix(device, dtype) -> torch.Tensor:
     """The 2-D 8x8 DCT as one (64, 64) matrix on flattened blocks: one GEMM for all blocks."""
-    m = _dct_matrix_cpu()
-    return torch.kron(m, m).to(device=device, dtype=dtype)  # vec(M X M^T) = (M kron M) vec(X), row-major
+    return _constant("dct", device, dtype)
 
 
 def _to_blocks(x: torch.Tensor) -> torch.Tensor:
@@ -126,8 +135,7 @@ def jpeg_levels(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     dtype = x.dtype if x.dtype == torch.float64 else torch.float32
     b, _, h, w = x.shape
     rgb = _pad_to(torch.round(x.to(dtype)).clamp(0, 255), 16)
-    to_ycc = torch.tensor(_RGB_TO_YCC, dtype=dtype, device=x.device)
-    ycc = _mix(to_ycc, rgb)
+    ycc = _mix(_constant("to_ycc", x.device, dtype), rgb)
     ycc[:, 1:] += 128
     luma_t, chroma_t = quant_tables(quality.to(x.device))
     y = _code_plane(ycc[:, 0], luma_t)
@@ -135,8 +143,7 @@ def jpeg_levels(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     cbcr = _code_plane(chroma.reshape(b * 2, *chroma.shape[-2:]), chroma_t.repeat_interleave(2, 0))
     cbcr = F.interpolate(cbcr.view(b, 2, *chroma.shape[-2:]), scale_factor=2, mode="bilinear", align_corners=False)
     ycc = torch.cat([y[:, None], cbcr - 128], 1)
-    to_rgb = torch.tensor(_YCC_TO_RGB, dtype=dtype, device=x.device)
-    out = _mix(to_rgb, ycc)
+    out = _mix(_constant("to_rgb", x.device, dtype), ycc)
     return torch.round(out[..., :h, :w]).clamp_(0, 255)
 
 
