@@ -199,6 +199,57 @@ def bench_config(path: str, args, train_dirs: list[str], tmp: Path) -> dict:
     return out
 
 
+def data_only(paths: list[str], args, repeats: int = 5) -> list[dict]:
+    """CPU seconds to make one batch of LR from HR: the loader's per-sample code vs the batched torch code.
+
+    Same HR crops (synthetic noise-textured), ``--batch`` samples, on this process's torch threads;
+    process CPU time, so other processes' load does not count. Best of ``repeats``.
+    """
+    from surge.data.degradations import DegradationConfig, degrade
+    from surge.data.torch_degradations import BatchDegrader, to_levels
+    from surge.imaging.bicubic import imresize
+
+    rows = []
+    for path in paths:
+        cfg = build_config(path, "device", args, ["."])
+        b, s, deg = cfg.data.batch_size, cfg.data.hr_size, cfg.data.degradation
+        hr8 = (np.random.default_rng(0).random((b, s, s, 3)) * 255).astype(np.uint8)
+        hr = torch.from_numpy(hr8).permute(0, 3, 1, 2).float() / 255
+        batched = BatchDegrader(deg) if deg is not None else None
+        bicubic = BatchDegrader(DegradationConfig())  # its cached MATLAB bicubic
+
+        def reference(j):
+            return [degrade(hr8[i], np.random.default_rng([j, i]), deg) if deg is not None else imresize(hr8[i], 0.25)
+                    for i in range(b)]
+
+        def torch_batch(j):
+            if batched is None:
+                return to_levels(bicubic.bicubic(hr, (s // 4, s // 4)))
+            return batched(hr, np.random.default_rng(j), torch.Generator().manual_seed(j))
+
+        times = {}
+        for name, fn in (("reference", reference), ("torch", torch_batch)):
+            fn(0)
+            best = float("inf")
+            for j in range(repeats):
+                c = time.process_time()
+                fn(j + 1)
+                best = min(best, time.process_time() - c)
+            times[name] = best
+        rows.append({"config": path, "batch": b, "hr_size": s, "degradation": deg is not None, **times})
+    return rows
+
+
+def render_data_only(rows: list[dict]) -> str:
+    lines = [f"CPU seconds to make one batch's LR (torch threads {torch.get_num_threads()}, best of 5):", "",
+             "| config | batch x HR | loader code, per sample | torch, batched | ratio torch/loader |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {Path(r['config']).name} ({'real-world' if r['degradation'] else 'bicubic'}) | {r['batch']} x "
+                     f"{r['hr_size']} px | {r['reference']:.4f} | {r['torch']:.4f} | {r['torch'] / r['reference']:.2f} |")
+    return "\n".join(lines)
+
+
 def render(result: dict) -> str:
     cuda = result["device"].startswith("cuda")
     pk = result["peaks"]
@@ -244,9 +295,17 @@ def main(argv=None) -> None:
     ap.add_argument("--set", nargs="*", default=[], help="more config overrides, section.key=value")
     ap.add_argument("--threads", type=int, default=0, help="torch threads of this process (0: torch's default)")
     ap.add_argument("--json", help="write the results to this file")
+    ap.add_argument("--data-only", action="store_true",
+                    help="only the CPU cost of making a batch's LR, loader code vs batched torch code (no training)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.data_only:
+        rows = data_only(args.configs, args)
+        print(render_data_only(rows))
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2))
+        return
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

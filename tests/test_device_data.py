@@ -7,15 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from surge.data.degradations import DegradationConfig, add_poisson_noise, degrade, filter2d, gaussian_kernel, resize, sinc_kernel
+from surge.data.degradations import DegradationConfig, add_poisson_noise, filter2d, gaussian_kernel, resize, sinc_kernel
 from surge.data.device_pairs import DeviceBatches
 from surge.data.pairs import PairDataset
 from surge.data.torch_degradations import (
     BatchDegrader, filter_batch, gaussian_noise, poisson_noise, reflect_index, resize_batch,
 )
 from surge.errors import ConfigError, DatasetError
-from surge.imaging.bicubic import imresize
 from surge.training.config import ExperimentConfig, load_config
+
+from script_loader import load_script
+
+lr_stats = load_script("benchmarks/device_lr_stats.py")
 
 REPO_CONFIGS = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs"
 PSNR_LOSS = {"loss": {"l1": True, "adversarial": False, "js": False, "gw": False}}
@@ -28,17 +31,8 @@ def images(n=5, seed=0):
 
 @pytest.fixture(scope="module")
 def natural_crops():
-    """64 px crops of natural photos (scikit-image), uint8 HxWx3."""
-    from skimage import data
-
-    photos = [np.ascontiguousarray(getattr(data, n)()) for n in ("astronaut", "chelsea", "coffee", "rocket")]
-    rng = np.random.default_rng(0)
-    crops = []
-    for i in range(160):
-        im = photos[i % len(photos)]
-        t, l = rng.integers(0, im.shape[0] - 64), rng.integers(0, im.shape[1] - 64)
-        crops.append(np.ascontiguousarray(im[t : t + 64, l : l + 64]))
-    return crops
+    """64 px crops of natural photos (scikit-image), uint8 HxWx3: those of benchmarks/device_lr_stats.py."""
+    return lr_stats.natural_crops(160)
 
 
 def to_batch(arrs):
@@ -155,36 +149,6 @@ def test_noise_levels():
 # --- LR statistics: torch pipeline vs the CPU reference -------------------------------
 
 
-def _psnr_to_bicubic(lr: np.ndarray, bic: np.ndarray) -> float:
-    mse = np.mean((lr.astype(np.float64) - bic.astype(np.float64)) ** 2) / 255**2
-    return min(50.0, 10 * np.log10(1 / max(mse, 1e-12)))  # capped: clean samples are ~inf / ~58 dB
-
-
-def lr_statistics(crops, cfg: DegradationConfig, seed: int, batch: int = 4):
-    """PSNR(LR, MATLAB bicubic of HR) per crop, for the reference (per sample) and the torch batches."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small ops: a second thread only adds contention on the shared CI cores
-    try:
-        return _lr_statistics(crops, cfg, seed, batch)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _lr_statistics(crops, cfg, seed, batch):
-    bic = [imresize(c, 1 / 4) for c in crops]
-    ref = []
-    for k, c in enumerate(crops):
-        rng = np.random.default_rng([seed, k])
-        clean = cfg.clean_prob > 0 and rng.random() < cfg.clean_prob  # as PairDataset draws it
-        ref.append(_psnr_to_bicubic(bic[k] if clean else degrade(c, rng, cfg), bic[k]))
-    degrader, hr, dev = BatchDegrader(cfg), to_batch(crops), []
-    for j in range(0, len(crops), batch):
-        lr = degrader(hr[j : j + batch], np.random.default_rng([seed, 1, j]), torch.Generator().manual_seed(seed + j))
-        lr8 = (lr * 255).round().permute(0, 2, 3, 1).numpy()
-        dev += [_psnr_to_bicubic(lr8[i], bic[j + i]) for i in range(lr8.shape[0])]
-    return np.array(ref), np.array(dev)
-
-
 # Measured (docs/results/device-data.md; these 160 crops of 64 px, batches of 4, seeds 0-3): the
 # mean PSNR-to-bicubic of the two pipelines differed by -0.27..+0.50 dB and the medians by
 # -0.52..+0.50 dB, per-sample spreads 3.7-5.2 dB, spread ratio 0.91-1.20. Bounds: 1 dB, 1 dB, 0.75-1.35.
@@ -193,7 +157,7 @@ def _lr_statistics(crops, cfg, seed, batch):
 def test_lr_statistics_match_the_reference(natural_crops, config):
     cfg = load_config(REPO_CONFIGS / config).data.degradation if config else DegradationConfig()
     cfg = dataclasses.replace(cfg, clean_prob=0.0)
-    ref, dev = lr_statistics(natural_crops, cfg, seed=0)
+    ref, dev = lr_stats.lr_statistics(natural_crops, cfg, seed=0)
     print(f"{config}: reference {ref.mean():.2f} +- {ref.std():.2f}, torch {dev.mean():.2f} +- {dev.std():.2f}")
     assert 20 < ref.mean() < 35  # degraded, not clean, LR
     assert abs(dev.mean() - ref.mean()) < 1.0
