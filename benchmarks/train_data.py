@@ -10,9 +10,10 @@ rate and their ratio side by side.
 
 Columns: ``step/s`` (steps over the wall time of the timed rounds); ``data wait``: share of the
 wall time spent getting the next batch (for ``device`` that is the batch's own making, queued on
-the device); ``busy``: on CUDA, the share of wall time the device spends inside ``train_step``
-(CUDA events around it; the step ends with a host sync for the logged loss), on CPU the process's
-CPU time over wall time; ``TFLOP/s``: the model's FLOPs per step (forward + backward +
+the device); ``busy``: on CUDA, the share of wall time between CUDA events recorded around ``train_step`` (the
+step ends with a host sync for the logged loss; an upper bound of the step's kernel time) and
+NVML's utilisation (``torch.cuda.utilization``, the share of time any kernel ran, data kernels
+included; n/a without pynvml), on CPU the process's CPU time over wall time; ``TFLOP/s``: the model's FLOPs per step (forward + backward +
 optimiser, counted by ``torch.utils.flop_counter`` on one step) times step/s, and its share of
 the conv and matmul peaks measured in the same run (one 128->128 3x3 conv at 256^2,
 channels_last; an 8192^2 matmul on CUDA, 2048^2 on CPU; fp32 and, on CUDA, bf16).
@@ -22,8 +23,10 @@ Training images: ``--train-dirs`` (else the config's ``data.train_dirs``; where 
 the device's are not timed.
 
     python benchmarks/train_data.py                                   # CPU: cpu-psnr + cpu-real-psnr at batch 8
-    python benchmarks/train_data.py --device cuda --configs configs/gpu-real-psnr.toml --batch 0 \\
-        --train-dirs DATA/T91 DATA/BSD200 --seconds 120 --json out.json
+    python benchmarks/train_data.py --device cuda --configs configs/gpu-real-psnr.toml \\
+        configs/gpu-real-psnr.toml:bicubic --batch 0 --train-dirs DATA/T91 DATA/BSD200 --seconds 120 --json out.json
+
+``PATH:bicubic`` runs PATH's experiment without its ``[data.degradation]`` table (clean MATLAB-bicubic LR).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ sys.path.insert(0, str(REPO / "src"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from surge.training.config import load_config  # noqa: E402
+from surge.training.config import ExperimentConfig, apply_overrides, load_config, read_config_data  # noqa: E402
 from surge.training.trainer import Trainer  # noqa: E402
 
 PIPELINES = ("loader", "device")
@@ -97,6 +100,8 @@ def synthetic_dir(root: Path, count: int = 64, size: int = 200) -> Path:
 
 
 def build_config(path: str, pipeline: str, args, train_dirs: list[str]):
+    """The experiment config for one row; ``PATH:bicubic`` is PATH without its [data.degradation] (clean LR)."""
+    path, _, variant = path.partition(":")
     overrides = [f"data.pipeline={pipeline}", 'data.val_dir=""', 'train.init_from=""', f"train.device={args.device}",
                  "train.steps=1000000", f"data.train_dirs={json.dumps(train_dirs)}", *args.set]
     if args.batch:
@@ -105,7 +110,13 @@ def build_config(path: str, pipeline: str, args, train_dirs: list[str]):
         overrides.append(f"data.hr_size={args.hr_size}")
     if args.workers is not None:
         overrides.append(f"data.workers={args.workers}")
-    return load_config(path, overrides)
+    if variant not in ("", "bicubic"):
+        raise SystemExit(f"train_data.py: unknown config variant {variant!r} in {path}:{variant} (known: bicubic)")
+    data = read_config_data(path)
+    if variant == "bicubic":
+        data.get("data", {}).pop("degradation", None)
+    apply_overrides(data, overrides, path)
+    return ExperimentConfig.from_dict(data, source=path)
 
 
 def flops_per_step(trainer: Trainer, lr: torch.Tensor, hr: torch.Tensor) -> float:
@@ -115,6 +126,40 @@ def flops_per_step(trainer: Trainer, lr: torch.Tensor, hr: torch.Tensor) -> floa
     with counter:
         trainer.train_step(lr, hr)
     return float(counter.get_total_flops())
+
+
+class UtilizationSampler:
+    """NVML's GPU utilisation (share of time a kernel ran, per ~1/6-1 s sample window), sampled in a
+    thread every 0.1 s while a round runs; unavailable (None) without pynvml or off CUDA."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.samples, self.ok = device, [], device.type == "cuda"
+        if self.ok:
+            try:
+                torch.cuda.utilization(device)
+            except Exception:  # no pynvml / NVML: report none rather than guess
+                self.ok = False
+
+    def __enter__(self):
+        import threading
+
+        self.stop = threading.Event()
+        if self.ok:
+            def sample():
+                while not self.stop.wait(0.1):
+                    self.samples.append(torch.cuda.utilization(self.device))
+
+            self.thread = threading.Thread(target=sample, daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        if self.ok:
+            self.thread.join()
+
+    def mean(self) -> float | None:
+        return sum(self.samples) / len(self.samples) / 100 if self.samples else None
 
 
 class Runner:
@@ -128,6 +173,7 @@ class Runner:
         self.trainer.generator.train()
         self.steps = 0
         self.wall = self.data = self.busy = self.cpu = 0.0
+        self.nvml = UtilizationSampler(self.device)
 
     def next_batch(self):
         lr, hr = next(self.iterator)
@@ -144,6 +190,11 @@ class Runner:
         cuda = self.device.type == "cuda"
         events = []
         _sync(self.device)
+        with self.nvml:
+            self._timed(seconds, cuda, events)
+        self.busy += sum(s.elapsed_time(e) for s, e in events) / 1000
+
+    def _timed(self, seconds: float, cuda: bool, events: list) -> None:
         t0, c0 = time.perf_counter(), time.process_time()
         while time.perf_counter() - t0 < seconds:
             t = time.perf_counter()
@@ -160,7 +211,6 @@ class Runner:
         _sync(self.device)
         self.wall += time.perf_counter() - t0
         self.cpu += time.process_time() - c0
-        self.busy += sum(s.elapsed_time(e) for s, e in events) / 1000
 
     def close(self) -> None:
         if hasattr(self.iterator, "_shutdown_workers"):
@@ -168,7 +218,8 @@ class Runner:
 
 
 def bench_config(path: str, args, train_dirs: list[str], tmp: Path) -> dict:
-    runners = {p: Runner(build_config(path, p, args, train_dirs), tmp / f"{Path(path).stem}-{p}") for p in PIPELINES}
+    runners = {p: Runner(build_config(path, p, args, train_dirs), tmp / f"{Path(path).stem}-{path.partition(':')[2]}-{p}")
+               for p in PIPELINES}
     try:
         first = runners["device"]
         lr, hr = first.next_batch()
@@ -193,6 +244,7 @@ def bench_config(path: str, args, train_dirs: list[str], tmp: Path) -> dict:
             "steps": r.steps, "seconds": round(r.wall, 3), "step_per_s": rate,
             "data_wait_share": r.data / r.wall,
             "busy_share": (r.busy / r.wall) if r.device.type == "cuda" else None,
+            "nvml_utilization": r.nvml.mean(),
             "cpu_per_wall": r.cpu / r.wall,
             "tflops": flops * rate / 1e12,
         }
@@ -257,7 +309,7 @@ def render(result: dict) -> str:
              f"{result['cores']} cores, torch threads {result['torch_threads']}",
              "peaks measured in this run (TFLOP/s): " + ", ".join(f"{k} {v:.2f}" for k, v in pk.items()),
              f"training images: {result['train_dirs_note']}", ""]
-    busy = "GPU busy in step" if cuda else "CPU time / wall"
+    busy = "GPU in step / NVML util" if cuda else "CPU time / wall"
     lines += [f"| config | batch x HR | pipeline | steps | step/s | ratio device/loader | data wait | {busy} | "
               "TFLOP/s | of conv / matmul peak |", "|---|---|---|---|---|---|---|---|---|---|"]
     dtype = "bf16" if cuda and any(r["precision"] == "bf16" for r in result["rows"]) else "fp32"
@@ -268,7 +320,8 @@ def render(result: dict) -> str:
             ratio = f"{p['step_per_s'] / loader:.2f}" if name == "device" else ""
             label = f"{name} ({row['workers']} workers)" if name == "loader" else name
             kind = "real-world" if row["degradation"] else "bicubic"
-            shown = f"{100 * b:.0f}%" if cuda else f"{b:.2f}"
+            nvml = p.get("nvml_utilization")
+            shown = f"{100 * b:.0f}% / {'n/a' if nvml is None else f'{100 * nvml:.0f}%'}" if cuda else f"{b:.2f}"
             lines.append(
                 f"| {Path(row['config']).name} ({kind}, {row['precision']}) | "
                 f"{row['batch']} x {row['hr_size']} px | {label} | {p['steps']} | {p['step_per_s']:.2f} | "
@@ -309,7 +362,7 @@ def main(argv=None) -> None:
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        dirs = args.train_dirs or list(load_config(args.configs[0], ['data.val_dir=""']).data.train_dirs)
+        dirs = args.train_dirs or list(load_config(args.configs[0].partition(":")[0], ['data.val_dir=""']).data.train_dirs)
         if all(Path(d).is_dir() for d in dirs):
             note = ", ".join(dirs)
         else:
