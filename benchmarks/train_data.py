@@ -166,8 +166,11 @@ class Runner:
     """One pipeline's trainer and batch stream, stepped in timed rounds."""
 
     def __init__(self, cfg, run_dir: Path):
-        self.trainer = Trainer(cfg, run_dir)
+        from surge.training.distributed import init_distributed
+
+        self.trainer = Trainer(cfg, run_dir, init_distributed(cfg.train.device))  # as `surge train` picks the device
         self.device = self.trainer.device
+        assert self.device.type == torch.device(cfg.train.device).type, (self.device, cfg.train.device)
         self.batches, _ = self.trainer._loader(0)
         self.iterator = iter(self.batches)
         self.trainer.generator.train()
