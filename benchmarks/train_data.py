@@ -260,8 +260,8 @@ def data_only(paths: list[str], args, repeats: int = 5) -> list[dict]:
     Same HR crops (synthetic noise-textured), ``--batch`` samples, on this process's torch threads;
     process CPU time, so other processes' load does not count. Best of ``repeats``.
     """
-    from surge.data.degradations import DegradationConfig, degrade
-    from surge.data.torch_degradations import BatchDegrader, to_levels
+    from surge.data.degradations import degrade
+    from surge.data.torch_degradations import BatchDegrader, MatlabBicubic, to_levels
     from surge.imaging.bicubic import imresize
 
     rows = []
@@ -271,7 +271,7 @@ def data_only(paths: list[str], args, repeats: int = 5) -> list[dict]:
         hr8 = (np.random.default_rng(0).random((b, s, s, 3)) * 255).astype(np.uint8)
         hr = torch.from_numpy(hr8).permute(0, 3, 1, 2).float() / 255
         batched = BatchDegrader(deg) if deg is not None else None
-        bicubic = BatchDegrader(DegradationConfig())  # its cached MATLAB bicubic
+        bicubic = MatlabBicubic()
 
         def reference(j):
             return [degrade(hr8[i], np.random.default_rng([j, i]), deg) if deg is not None else imresize(hr8[i], 0.25)
@@ -279,7 +279,7 @@ def data_only(paths: list[str], args, repeats: int = 5) -> list[dict]:
 
         def torch_batch(j):
             if batched is None:
-                return to_levels(bicubic.bicubic(hr, (s // 4, s // 4)))
+                return to_levels(bicubic(hr, (s // 4, s // 4)))
             return batched(hr, np.random.default_rng(j), torch.Generator().manual_seed(j))
 
         times = {}

@@ -31,7 +31,7 @@ import torch
 
 from surge.data.degradations import DegradationConfig
 from surge.data.pairs import _augment, _draw_augmentation
-from surge.data.torch_degradations import BatchDegrader, noise_generator, to_levels, upload
+from surge.data.torch_degradations import BatchDegrader, MatlabBicubic, noise_generator, to_levels, upload
 from surge.errors import DatasetError
 
 DEVICE_DEGRADATION_STREAM = 5
@@ -57,7 +57,7 @@ class DeviceBatches:
         self.augment, self.lr_quantize = augment, lr_quantize
         self.rank, self.world_size = rank, world_size
         self.degrader = BatchDegrader(degradation, scale) if degradation is not None else None
-        self._bicubic = BatchDegrader(DegradationConfig(), scale)  # for its cached MATLAB bicubic only
+        self._bicubic = MatlabBicubic()
         self._maps = self._dihedral_maps(hr_size).to(self.device)
         self._perm: tuple[int, np.ndarray] | None = None
 
@@ -104,7 +104,7 @@ class DeviceBatches:
             noise_seed = np.random.default_rng([self.seed, DEVICE_NOISE_STREAM, step, self.rank]).integers(2**63)
             lr = self.degrader(hr, rng, noise_generator(self.device, noise_seed))
         else:
-            lr = self._bicubic.bicubic(hr, size)
+            lr = self._bicubic(hr, size)
             lr = to_levels(lr) if self.lr_quantize else lr.clamp(0, 1)
         return lr.contiguous(), hr.contiguous()
 

@@ -146,12 +146,28 @@ def _jpeg(x: torch.Tensor, quality: np.ndarray) -> torch.Tensor:
     return torch_jpeg.jpeg(x, upload(np.asarray(quality, dtype=np.int64), x.device))
 
 
+class MatlabBicubic:
+    """MATLAB bicubic resize of a batch (``imresize_torch``'s matrices), kept per size and device."""
+
+    def __init__(self):
+        self._matrices: dict = {}
+
+    def __call__(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        key = (x.shape[-2], x.shape[-1], size, x.device, x.dtype)
+        if key not in self._matrices:
+            (h, w), (oh, ow) = x.shape[-2:], size
+            self._matrices[key] = tuple(torch.tensor(resize_matrix(n, o, o / n), dtype=x.dtype, device=x.device)
+                                        for n, o in ((h, oh), (w, ow)))
+        wh, ww = self._matrices[key]
+        return wh @ x @ ww.T
+
+
 class BatchDegrader:
     """HR batch (B, 3, H, W) float in [0, 1] -> LR batch (B, 3, H/scale, W/scale) on the 8-bit grid."""
 
     def __init__(self, cfg: DegradationConfig, scale: int = 4):
         self.cfg, self.scale = cfg, scale
-        self._bicubic: dict = {}
+        self.bicubic = MatlabBicubic()
 
     def __call__(self, hr: torch.Tensor, rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
         b, _, H, W = hr.shape
@@ -167,16 +183,6 @@ class BatchDegrader:
         if rest:
             out = _put(out, rest, self._degrade(_take(hr, rest), rng, gen, size))
         return out
-
-    def bicubic(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """MATLAB bicubic (``imresize_torch``) with its matrices kept on the device."""
-        key = (x.shape[-2], x.shape[-1], size, x.device, x.dtype)
-        if key not in self._bicubic:
-            (h, w), (oh, ow) = x.shape[-2:], size
-            self._bicubic[key] = tuple(torch.tensor(resize_matrix(n, o, o / n), dtype=x.dtype, device=x.device)
-                                       for n, o in ((h, oh), (w, ow)))
-        wh, ww = self._bicubic[key]
-        return wh @ x @ ww.T
 
     def _degrade(self, x, rng, gen, size):
         cfg, b = self.cfg, x.shape[0]
@@ -232,5 +238,5 @@ def noise_generator(device: torch.device, seed: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(int(seed) % (2**63))
 
 
-__all__ = ["BatchDegrader", "filter_batch", "resize_batch", "gaussian_noise", "poisson_noise", "to_levels",
+__all__ = ["BatchDegrader", "MatlabBicubic", "filter_batch", "resize_batch", "gaussian_noise", "poisson_noise", "to_levels",
            "reflect_index", "noise_generator"]
