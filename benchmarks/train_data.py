@@ -216,8 +216,10 @@ class Runner:
         self.cpu += time.process_time() - c0
 
     def close(self) -> None:
-        if hasattr(self.iterator, "_shutdown_workers"):
+        if hasattr(self.iterator, "_shutdown_workers"):  # the loader's worker processes
             self.iterator._shutdown_workers()
+        if hasattr(self.iterator, "close"):  # the device pipeline's prefetch thread
+            self.iterator.close()
 
 
 def bench_config(path: str, args, train_dirs: list[str], tmp: Path) -> dict:
@@ -340,7 +342,7 @@ def render(result: dict) -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", nargs="+", default=["configs/cpu-psnr.toml", "configs/cpu-real-psnr.toml"])
-    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     ap.add_argument("--seconds", type=float, default=60.0, help="timed wall time per config (both pipelines together)")
     ap.add_argument("--rounds", type=int, default=3, help="alternations of the two pipelines per config")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps per pipeline")
@@ -354,6 +356,8 @@ def main(argv=None) -> None:
     ap.add_argument("--data-only", action="store_true",
                     help="only the CPU cost of making a batch's LR, loader code vs batched torch code (no training)")
     args = ap.parse_args(argv)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.data_only:
