@@ -401,6 +401,12 @@ class Trainer:
         )
         if self.ctx.is_main:
             log.info(report.summary())
+        if cfg.data.pipeline == "device":
+            from surge.data.device_pairs import DeviceBatches
+
+            batches = DeviceBatches(images, cfg.data.hr_size, self.device, seed=cfg.train.seed, augment=cfg.data.augment,
+                                    degradation=cfg.data.degradation, rank=self.ctx.rank, world_size=self.ctx.world_size)
+            return batches.steps(start_step, cfg.train.steps, cfg.data.batch_size), report
         dataset = PairDataset(images, cfg.data.hr_size, seed=cfg.train.seed, augment=cfg.data.augment,
                               lr_images=lr_images, degradation=cfg.data.degradation)
         sampler = StepSampler(start_step, cfg.train.steps, cfg.data.batch_size, self.ctx.rank, self.ctx.world_size)
