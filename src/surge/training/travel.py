@@ -490,6 +490,9 @@ def unpack_state(source: str | Path, run_dir: str | Path) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output(run_dir / CARRY_FILE, TravelStateError) as tmp:
         Path(tmp).write_text(json.dumps(carried, indent=1))
+    if not (run_dir / "config.json").exists():  # a resumed run does not write it; scripts read the name there
+        with atomic_output(run_dir / "config.json", TravelStateError) as tmp:
+            Path(tmp).write_text(json.dumps(state["config"], indent=2))
     atomic_torch_save(state, run_dir / "last.pt")
     return {"step": state["step"], "profile": info["profile"], "lineage": lineage}
 
