@@ -235,61 +235,88 @@ EOF
 }
 
 # --- phase 2: inference benchmark ----------------------------------------------------------
+# The SuRGe models this checkout's benchmarks/infer.py knows (its --models choices other than the
+# peers): the paper config today, presets and shipped models where a later infer.py offers them.
+surge_models() {
+    "$PY" benchmarks/infer.py --help 2>/dev/null | "$PY" -c '
+import re, sys
+m = re.search(r"--models \{([^}]*)\}", sys.stdin.read())
+peers = {"rrdbnet", "srvgg-compact", "edsr-baseline"}
+print(" ".join(c for c in (m.group(1).split(",") if m else ["surge"]) if c not in peers))'
+}
+
 run_inference() {
-    local args
+    local t0=$SECONDS runs=()
     if [[ -n ${SURGE_INFER_ARGS:-} ]]; then
-        read -r -a args <<< "$SURGE_INFER_ARGS"
+        runs=("$SURGE_INFER_ARGS")
     elif [[ $DRY == 1 ]]; then
-        args=(--models surge --variants fp32-eager auto --lr-size 32 --repeats 1 --row-budget 1 --scaling 0.02
-              --set5-images 1 --no-compile --matmul-size 256)
+        runs=("--models surge --variants fp32-eager auto --lr-size 32 --repeats 1 --row-budget 1 --scaling 0.02 --set5-images 1 --no-compile --matmul-size 256")
     else
-        # SuRGe (paper config) and the peers; fp32, fp16, bf16, the engine default and a CUDA graph;
-        # tiled 4 and 16 MP. Rows stop repeating after 4 s (best of 3 calls).
-        args=(--models surge srvgg-compact rrdbnet --variants fp32-eager fp16 bf16 auto cudagraph
-              --set5-images 2 --scaling 4 16 --row-budget 4 --repeats 3 --no-compile)
+        # Two runs: the SuRGe models in fp32, fp16, bf16, the engine default and a CUDA graph, tiled
+        # 4 and 16 MP; then the peers in fp32, the default and a CUDA graph. Rows stop repeating after
+        # 4 s (best of 3 calls); each row is a child process, so the phase's time is mostly start-ups.
+        runs=("--models $(surge_models) --variants fp32-eager fp16 bf16 auto cudagraph --set5-images 2 --scaling 4 16 --row-budget 4 --repeats 3 --no-compile"
+              "--models srvgg-compact rrdbnet --variants fp32-eager auto cudagraph --set5-images 2 --scaling --row-budget 4 --repeats 3 --no-compile")
     fi
-    say "inference: benchmarks/infer.py --device $DEVICE ${args[*]} (timeout ${INFER_TIMEOUT}s)"
-    local t0=$SECONDS rc=0
-    timeout -k 5 "$INFER_TIMEOUT" "$PY" benchmarks/infer.py --device "$DEVICE" --data "$PACK" "${args[@]}" \
-        --json "$WORK/infer.json" > "$WORK/infer.out" 2> "$WORK/infer.err" || rc=$?
-    cat "$WORK/infer.err" "$WORK/infer.out"
-    # Rows from the JSON, or, when the benchmark was cut off, from the progress lines it printed.
-    RC=$rc "$PY" - "$WORK/infer.json" "$WORK/infer.err" > "$WORK/inference.json" <<'EOF'
-import json, os, re, sys
-rc = int(os.environ["RC"])
-out = {"exit": rc, "status": {0: "ok", 124: "timeout", 137: "timeout"}.get(rc, "failed")}
-keep = ("model", "variant", "seconds", "mpix_per_s", "peak_mb", "peak_cuda_mb", "psnr_vs_fp32", "error")
-try:
-    saved = json.load(open(sys.argv[1]))
-    out["rows"] = [{k: r[k] for k in r if k in keep or k.startswith("psnr") or k.startswith("out_")} for r in saved["rows"]]
-    out["scaling"] = saved.get("scaling", [])
-    out["matmul"] = saved.get("matmul")
-    out["machine"] = saved.get("machine")
-except (OSError, ValueError, KeyError):
-    rows, scaling = [], []
-    for line in open(sys.argv[2], errors="replace"):
-        m = re.match(r"\[\s*\d+ s\] (\S+) (\S+): (\{.*\})\s*$", line)
-        if m and m.group(1) != "retry":
-            try:
-                rows.append({"model": m.group(1), "variant": m.group(2), **json.loads(m.group(3))})
-            except ValueError:
-                pass
-        m = re.match(r"\[\s*\d+ s\] scaling (\S+) MP: (\{.*\})\s*$", line)
-        if m:
-            try:
-                scaling.append({"megapixels": float(m.group(1)), **json.loads(m.group(2).replace("'", '"'))})
-            except ValueError:
-                pass
-    out["rows"], out["scaling"], out["partial"] = rows, scaling, True
+    local i rc=0 status=ok codes=() args left
+    for i in "${!runs[@]}"; do
+        left=$((INFER_TIMEOUT - (SECONDS - t0)))
+        if ((left < 10)); then
+            echo "device_session: warning: no time left in the inference phase for: ${runs[$i]}" >&2
+            codes+=(124); status=timeout; continue
+        fi
+        read -r -a args <<< "${runs[$i]}"
+        say "inference $((i + 1))/${#runs[@]}: benchmarks/infer.py --device $DEVICE ${args[*]} (timeout ${left}s)"
+        rc=0
+        timeout -k 5 "$left" "$PY" benchmarks/infer.py --device "$DEVICE" --data "$PACK" "${args[@]}" \
+            --json "$WORK/infer-$i.json" > "$WORK/infer-$i.out" 2> "$WORK/infer-$i.err" || rc=$?
+        cat "$WORK/infer-$i.err" "$WORK/infer-$i.out"
+        codes+=("$rc")
+        case $rc in 0) ;; 124 | 137) status=timeout ;; *) [[ $status == ok ]] && status=failed ;; esac
+    done
+    # Rows from each run's JSON, or, where a run was cut off, from the progress lines it printed.
+    CODES="${codes[*]}" STATUS=$status "$PY" - "$WORK" "${#runs[@]}" > "$WORK/inference.json" <<'EOF'
+import ast, json, os, re, sys
+work, count = sys.argv[1], int(sys.argv[2])
+codes = [int(c) for c in os.environ["CODES"].split()]
+out = {"status": os.environ["STATUS"], "exits": codes, "rows": [], "scaling": [], "runs": []}
+keep = ("model", "variant", "seconds", "setup_s", "runs", "clean_runs", "peak_rss_mb", "peak_cuda_mb", "error")
+def row(r):
+    return {k: v for k, v in r.items() if k in keep or k.startswith("psnr") or k.startswith("mpix") or k.startswith("gflop")}
+for i in range(count):
+    run = {"exit": codes[i] if i < len(codes) else None}
+    try:
+        saved = json.load(open(os.path.join(work, f"infer-{i}.json")))
+        rows, scaling = [row(r) for r in saved["rows"]], saved.get("scaling", [])
+        run.update(argv=saved.get("argv"), machine=saved.get("machine"), matmul=saved.get("matmul"), wall_s=saved.get("wall_s"))
+    except (OSError, ValueError, KeyError):
+        rows, scaling, run["partial"] = [], [], True
+        try:
+            lines = open(os.path.join(work, f"infer-{i}.err"), errors="replace").read().splitlines()
+        except OSError:
+            lines = []
+        for line in lines:
+            m = re.match(r"\[\s*\d+ s\] (\S+) (\S+): (\{.*\})\s*$", line)
+            if m and m.group(1) not in ("retry", "scaling", "matmul"):
+                try:
+                    rows.append(row({"model": m.group(1), "variant": m.group(2), **json.loads(m.group(3))}))
+                except ValueError:
+                    pass
+            m = re.match(r"\[\s*\d+ s\] scaling (\S+) MP: (\{.*\})\s*$", line)
+            if m:
+                try:
+                    scaling.append({"megapixels": float(m.group(1)), **ast.literal_eval(m.group(2))})
+                except (ValueError, SyntaxError):
+                    pass
+    out["rows"] += rows
+    out["scaling"] += scaling
+    out["runs"].append(run)
 print(json.dumps(out))
 EOF
     summary inference "$WORK/inference.json"
-    local status=ok
-    case $rc in 0) ;; 124 | 137) status=timeout ;; *) status=failed ;; esac
     phase inference "$status" $((SECONDS - t0))
 }
 
-# --- phase 3: training from the carried state -----------------------------------------------
 # training_failed STATUS NOTE: the training key and phase when no run came to an end.
 training_failed() {
     summary_json training "{\"status\": \"$1\", \"note\": \"$2\"}"
@@ -335,12 +362,16 @@ run_training() {
         return
     fi
     overrides+=("train.max_minutes=$minutes")
+    # train.max_minutes ends the run cleanly (checkpoint, validation); the hard limit only catches a
+    # hang: SIGTERM, which the trainer also answers with a checkpoint, then SIGKILL 20 s later.
+    local hard=$(($(left_s) - RESERVE_S / 2))
     if ((resumed)); then
-        say "training: resume for up to $minutes min: ${overrides[*]}"
-        "$PY" -m surge.train "$CONFIG" --resume "$run" "${overrides[@]}" || rc=$?  # CONFIG: unused on resume, but required
+        say "training: resume for up to $minutes min (hard limit ${hard}s): ${overrides[*]}"
+        # CONFIG is unused on resume (the state holds the config) but the command wants one
+        timeout -k 20 "$hard" "$PY" -m surge.train "$CONFIG" --resume "$run" "${overrides[@]}" || rc=$?
     else
-        say "training: $CONFIG from its initialisation for up to $minutes min: ${overrides[*]}"
-        "$PY" -m surge.train --run-dir "$run" "$CONFIG" "${overrides[@]}" || rc=$?
+        say "training: $CONFIG from its initialisation for up to $minutes min (hard limit ${hard}s): ${overrides[*]}"
+        timeout -k 20 "$hard" "$PY" -m surge.train --run-dir "$run" "$CONFIG" "${overrides[@]}" || rc=$?
     fi
     local train_s=$((SECONDS - t0))
     # A spent budget or a stop signal ends a run with 130; either way last.pt holds the state.

@@ -106,7 +106,7 @@ def test_dry_run_then_a_second_call_continues_the_carried_state(setup):
     model = surge.load_model(out / "gpu-real-psnr.safetensors", device="cpu")
     assert model.provenance["storage"].startswith("float16") and model.provenance["steps"] == 4
     log = (out / "session.log").read_text()
-    assert "tests: pytest -m cuda" in log and "inference: benchmarks/infer.py --device cpu" in log
+    assert "tests: pytest -m cuda" in log and "inference 1/1: benchmarks/infer.py --device cpu" in log
 
     # Second call: the returned state parts carried in; tests and benchmark skipped to save time.
     carry = setup / "carry"

@@ -258,6 +258,11 @@ def test_a_carried_exact_state_resumes_like_an_uninterrupted_run(three_steps, hr
 def test_a_warm_restart_continues_the_step_count_and_schedule(three_steps, tmp_path):
     out = tmp_path / "out"
     _, packed = travel.pack_run(three_steps, out, profile="minimal", part_bytes=PART, max_parts=64)
+    # its EMA was dropped: an export holds the (rounded) weights and says they are not an EMA
+    weights = travel.export_weights(out, tmp_path / "m.safetensors", dtype="float32")
+    assert surge.load_model(weights, device="cpu").provenance["ema"] is False
+    with pytest.raises(TravelStateError, match="EMA was dropped"):
+        travel.export_weights(out, tmp_path / "e.safetensors", which="ema")
     run = tmp_path / "warm"
     travel.unpack_state(out, run)
     _resume(run, "train.steps=5")

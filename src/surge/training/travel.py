@@ -514,15 +514,19 @@ def export_weights(source: str | Path, path: str | Path, dtype: str = "float16",
         lineage = session_lineage(source, state)
         provenance = _weights_provenance(source)
         origin, losses = "run folder", _read_json(source / CARRY_FILE, {}).get("losses", [])
+        ema_dropped = False
     else:
         state, info = load_travel_state(source)
         lineage, provenance, origin = info.get("lineage", []), dict(info.get("provenance", {})), f"{info['profile']} travel state"
         losses = list(info.get("losses", []))
         if info["profile"] != "exact":
             losses.append(f"step {state['step']}: exported from the {info['profile']} profile ({info['restore']})")
+        ema_dropped = "ema" in info.get("dropped", [])  # its "EMA" is a copy of the weights
     if dtype not in _DTYPES:
         raise TravelStateError(f"unknown dtype {dtype!r} (float32, float16 or bfloat16)")
-    use_ema = which == "ema" or (which == "auto" and state.get("ema") is not None)
+    if which == "ema" and ema_dropped:
+        raise TravelStateError(f"{source}: the EMA was dropped from this {info['profile']} state")
+    use_ema = which == "ema" or (which == "auto" and state.get("ema") is not None and not ema_dropped)
     weights = state["ema"] if use_ema else state["generator"]
     if weights is None:
         raise TravelStateError(f"{source}: the state holds no EMA weights")
