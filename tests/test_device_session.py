@@ -148,3 +148,21 @@ def test_missing_pack_is_a_clear_error(tmp_path):
     proc = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 3
     assert "packed data not found" in proc.stdout and str(tmp_path / "missing") in proc.stdout
+
+
+@pytest.mark.slow
+def test_the_file_limit_is_enforced(setup):
+    """With 4 files already in $OUT the weights, logs and summary make 8: the state has no room, and
+    is refused rather than written past the limit; the call says so."""
+    out = setup / "crowded"
+    out.mkdir()
+    for i in range(4):
+        (out / f"extra-{i}.txt").write_text("x")
+    proc, out = run_session(setup, "crowded", SURGE_SKIP="tests inference")
+    assert proc.returncode == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["phases"]["training"]["status"] == "failed"
+    assert not list(out.glob("state-*.safetensors"))
+    assert len(list(out.iterdir())) == 8 and summary["limits"]["ok"] is True
+    assert "no travel-state profile fits" in (out / "session.log").read_text()
+    assert "in 0 file(s)" in (out / "session.log").read_text()
