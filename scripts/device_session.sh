@@ -22,21 +22,24 @@
 #   timeout_s: 600                                  (the script ends itself within SURGE_BUDGET_S = 570 s)
 #
 # Size budget (measured 2026-12-04; `du -b`, `git ls-files | xargs du -cb`, MiB = 2^20 bytes):
-#   carried in (<= 64 MiB): tracked tree 18.7 (docs 9.5, of which 3.4 a weights file; bundled weights 7.9)
+#   carried in (<= 64 MiB): tracked tree 18.8 (docs 9.5, of which 3.4 a weights file; bundled weights 7.9)
 #     + POT wheel 1.4 + .pack 43.4 (T91 6.9, BSD200 32.4, Set5 0.6, Set14 3.4; 44.8 with bench-v1)
-#     = 63.5 MiB: 0.5 MiB left, so NO travel state fits beside the full pack.
+#     = 63.6 MiB: 0.4 MiB left, so NO travel state fits beside the full pack.
 #   travel state of configs/gpu-real-psnr.toml (4.62M-param generator, no critic; python -m
 #     surge.training.travel, profiles in its docstring): exact 70.8 MiB (5 parts; = last.pt),
 #     compact 44.3 (3 parts), lean 26.6 (2), minimal 9.0 (1). paper-gan (4.04M + critic):
 #     exact 121.6, compact 81.1, lean 40.6, minimal 20.4.
 #   back out (<= 64 MiB, <= 8 files): NAME.safetensors (fp16, 8.8 MiB) + logs and summary (< 1 MiB)
 #     + the state in the most faithful profile that fits the rest (compact, 44.3 MiB in 3 parts).
-#   So the next call carries a repacked state and less data: `python -m surge.training.travel repack
-#     OUT_DIR .carry --budget-mib B` with B = 64 - 18.7 - 1.4 - (pack MiB) - 0.5; the minimal profile
-#     (a documented warm restart: weights rounded to fp16, EMA restarted from them, Adam moments
-#     re-estimated; step counter, schedule position, data order and lineage stay exact) needs a pack
-#     of at most ~34.5 MiB, e.g. T91 + 150 of BSD200's images + Set5. Lean (weights exact) needs
-#     a pack of <= ~17 MiB. Every resumed session records its `restored` profile in the lineage.
+#   So the next call carries a repacked state and less data. With B = 64 - 18.8 - 1.4 - (pack MiB) - 0.5:
+#     .venv/bin/python -m surge.training.travel repack RETURNED_DIR .carry --budget-mib B
+#   The minimal profile (9.0 MiB; a documented warm restart: weights rounded to fp16, EMA restarted
+#   from them, Adam moments re-estimated; step counter, schedule position and lineage stay exact)
+#   needs a pack of <= 34.3 MiB, e.g. T91 + the first 150 of BSD200's 200 images + Set5: 31.8 MiB
+#   (measured; pack_data.py follows symbolic links, so a folder of links to 150 files does it;
+#   the training set, and so the sample sequence, then differs from the full pack's). Lean (weights
+#   exact, EMA fp16) needs a pack of <= 16.7 MiB, e.g. T91 + Set5 (7.5). Without Set14 packed, the
+#   end-of-call evaluation scores Set5 only. Every resumed session records its `restored` profile.
 #
 # Outputs in $OUT (flat, at most 8 files, each <= 16 MiB; checked at the end, see summary "limits"):
 #   summary.json     {environment, tests, inference, training, limits, phases}
@@ -403,9 +406,11 @@ run_training() {
     # Scores of the returned weights, if time is left (the trainer's own Set5 validation is in the log).
     local eval_timeout=$(($(left_s) - 10))
     if ((eval_timeout > 15)) && [[ -f $OUT/$name.safetensors ]]; then
-        say "evaluation: $name.safetensors on Set5 Set14 (timeout ${eval_timeout}s)"
+        local sets=() set
+        for set in Set5 Set14; do [[ -d $PACK/benchmark/$set ]] && sets+=("$set"); done
+        say "evaluation: $name.safetensors on ${sets[*]} (timeout ${eval_timeout}s)"
         timeout -k 5 "$eval_timeout" "$PY" -m surge eval --model "$OUT/$name.safetensors" --data "$PACK/benchmark" \
-            --sets Set5 Set14 --json "$WORK/eval.json" --device "$DEVICE" --quiet \
+            --sets "${sets[@]}" --json "$WORK/eval.json" --device "$DEVICE" --quiet \
             || echo "device_session: warning: evaluation failed or was cut off" >&2
     fi
     RC=$rc RESUMED=$resumed TRAIN_S=$train_s "$PY" - "$run" "$WORK/pack.json" "$WORK/eval.json" > "$WORK/training.json" <<'EOF'
