@@ -449,7 +449,8 @@ print(json.dumps(out))
 EOF
     summary training "$WORK/training.json"
     local status=ok note=""
-    if [[ $rc != 0 && $rc != 130 ]]; then status=failed note="training exited $rc (state saved at its last checkpoint)"; fi
+    if [[ $rc == 124 || $rc == 137 ]]; then status=failed note="training outlasted its hard limit and was stopped (state of its last checkpoint)"
+    elif [[ $rc != 0 && $rc != 130 ]]; then status=failed note="training exited $rc (state saved at its last checkpoint)"; fi
     [[ -s $WORK/pack.json ]] || { status=failed; note="${note:+$note; }no travel state"; }
     phase training "$status" $((SECONDS - t0)) "$note"
 }
