@@ -472,9 +472,8 @@ def _run_pool(ray, todo, options, actors, filesystem, make_upscaler, manifest: M
         )
     done = skipped = failed = 0
     seen: set[str] = set()
-    for row in dataset.iter_rows():
-        row = {key: _plain(value) for key, value in row.items()}
-        if row["input"] in seen:  # a retried task whose first attempt did report (never the second word)
+    for row in _rows(dataset):
+        if row["input"] in seen:  # a retried file whose earlier attempt reported after all
             continue
         seen.add(row["input"])
         done += row["status"] == "done"
@@ -489,6 +488,14 @@ def _run_pool(ray, todo, options, actors, filesystem, make_upscaler, manifest: M
             failed += 1
             _report(row, manifest, on_row)
     return done, skipped, failed
+
+
+def _rows(dataset):
+    """The dataset's rows as plain dicts, each as soon as it is computed. (iter_rows()' prefetch
+    holds a finished row until the next one arrives: a slow file would delay a fast one's row.)"""
+    for batch in dataset.iter_batches(batch_size=None, prefetch_batches=0, batch_format="numpy"):
+        for values in zip(*batch.values()):
+            yield {key: _plain(value) for key, value in zip(batch, values)}
 
 
 def _report(row: dict, manifest: Manifest, on_row) -> None:
