@@ -99,7 +99,7 @@ def test_ray_refuses_what_it_cannot_do(tmp_path, capsys, argv, message):
 
 @pytest.mark.parametrize("more", [{}, {"ext": "same"}, {"ext": "jpg", "suffix": "-big"}, {"outscale": 2.5}])
 def test_target_names_are_the_plain_commands(tmp_path, more):
-    from surge.inference._pipeline_shim import UpscaleOptions, plan_jobs
+    from surge.inference.pipeline import UpscaleOptions, plan_jobs
 
     for name in ("a.png", "b.JPG", "c.gif", "d.tiff"):
         _save(tmp_path / "in" / name)
@@ -124,6 +124,7 @@ def test_manifest_keeps_the_latest_row_per_input_and_drops_a_torn_line(tmp_path)
 # --- on a local Ray ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ray_outputs_are_byte_identical_to_plain_upscale_with_a_manifest_row_per_input(tmp_path, local_ray, capsys):
     src = _photo_folder(tmp_path)
     assert _plain(src, tmp_path / "plain") == 1  # the broken files
@@ -196,6 +197,7 @@ class _DiesOnce:
         return self.upscaler.process_file(source, target)
 
 
+@pytest.mark.slow
 def test_an_actor_killed_mid_run_is_restarted_and_its_file_retried(tmp_path, local_ray):
     src = tmp_path / "in"
     for i, name in enumerate(("a.png", "b.png", "c.png", "poison.png")):

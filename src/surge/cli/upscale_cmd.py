@@ -153,7 +153,7 @@ def run(args) -> int:
     if getattr(args, "ray", None) is not None:
         from surge.inference.ray_batch import run_cli
 
-        return run_cli(args)
+        return run_cli(args, options_from_args(args))
     if STDIO in args.inputs or str(args.output) == STDIO:
         return _run_piped(args)
     return _run(args)

@@ -35,12 +35,12 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from surge.errors import SurgeError
-from surge.inference._pipeline_shim import FileResult, UpscaleOptions, Upscaler, plan_jobs
 from surge.inference.image_io import IMAGE_EXTENSIONS, OUTPUT_FORMATS
+from surge.inference.pipeline import FileResult, UpscaleOptions, Upscaler, output_path, plan_jobs
 
 MANIFEST_NAME = "surge-manifest.jsonl"
 MANIFEST_FIELDS = ("input", "output", "model", "status", "error", "seconds")
@@ -106,12 +106,7 @@ class _Location:
 
 def target_name(source_name: str, options: UpscaleOptions) -> str:
     """The output file name ``surge upscale`` gives an input named ``source_name``."""
-    stem, ext = posixpath.splitext(source_name)
-    ext = ext.lower() if options.ext == "same" else f".{options.ext}"
-    if ext not in OUTPUT_FORMATS:  # e.g. GIF: read, not written
-        ext = ".png"
-    suffix = options.suffix if options.suffix is not None else f"_x{options.outscale or 4:g}"
-    return f"{stem}{suffix}{ext}"
+    return output_path(Path(source_name), Path(), options).name
 
 
 def _plan(inputs: list[str], out: str, options: UpscaleOptions, recursive: bool, where: _Location):
@@ -304,6 +299,8 @@ def _actor_class(options: UpscaleOptions, filesystem, make_upscaler: Callable):
     class UpscaleActor:
         def __init__(self):
             self.upscaler = make_upscaler(options)
+            if hasattr(self.upscaler, "load"):
+                self.upscaler.load()  # once per actor (and per restart), not in the first file's time
             self.where = _Location(filesystem)
 
         def __call__(self, batch: dict) -> dict:
@@ -329,7 +326,7 @@ def _actor_class(options: UpscaleOptions, filesystem, make_upscaler: Callable):
 
             if dst_fs is not None and not options.overwrite:
                 if dst_fs.get_file_info(dst_path).type != pafs.FileType.NotFound:
-                    return _row(FileResult(Path(source), Path(target), None, "skipped", f"{target} exists"),
+                    return _row(FileResult(Path(source), Path(target), None, "skipped", f"{source}: {target} exists (use --overwrite)"),
                                 source, target, time.perf_counter() - start)
             local_source = Path(src_path)
             if src_fs is not None:
@@ -422,6 +419,8 @@ def upscale_with_ray(
         check_writable_dir(out_path)
     else:
         out_fs.create_dir(out_path, recursive=True)
+    # Model and option errors once, here, before any work (a CPU copy: this machine may have no GPU).
+    Upscaler(replace(options, device="cpu")).load()
     manifest = Manifest(output, where)
     done = skipped = failed = 0
     started = False
@@ -437,7 +436,7 @@ def upscale_with_ray(
             earlier = manifest.rows.get(source)
             if earlier is None or earlier.get("output") != target or earlier.get("status") not in ("done", "skipped"):
                 row = {"input": source, "output": target, "model": None, "status": "skipped",
-                       "error": f"{target} exists", "seconds": 0.0, "warnings": []}
+                       "error": f"{source}: {target} exists (use --overwrite)", "seconds": 0.0, "warnings": []}
                 _report(row, manifest, on_row)
         if todo:
             started = _start_ray(ray, address, quiet)
@@ -516,11 +515,7 @@ def _plain(value):
 # --- the CLI hand-off ------------------------------------------------------------------
 
 
-def options_from_args(args) -> UpscaleOptions:
-    return UpscaleOptions(**{f.name: getattr(args, f.name) for f in fields(UpscaleOptions) if hasattr(args, f.name)})
-
-
-def run_cli(args) -> int:
+def run_cli(args, options: UpscaleOptions) -> int:
     """``surge upscale ... --ray [ADDRESS]``: exit 0 when every file was done or skipped, 1 otherwise."""
     address = None if args.ray == "local" else args.ray
     if address and os.path.exists(address):
@@ -538,7 +533,7 @@ def run_cli(args) -> int:
         for warning in row.get("warnings") or []:
             print(f"surge: warning: {warning}", file=sys.stderr)
 
-    summary = upscale_with_ray(args.inputs, output, options_from_args(args), recursive=args.recursive,
+    summary = upscale_with_ray(args.inputs, output, options, recursive=args.recursive,
                                address=address, actors=args.ray_actors, on_row=show, quiet=args.quiet)
     for message in summary.errors:
         print(f"surge: error: {message}", file=sys.stderr)
