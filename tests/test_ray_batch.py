@@ -271,3 +271,42 @@ def test_a_run_killed_mid_way_and_rerun_finishes_with_no_duplicates_or_partial_f
     assert sorted(Path(r["input"]).name for r in rows) == list(names)  # one row per input
     assert rows[:4] == first  # the first run's rows, kept
     assert _outputs(out) == _outputs(tmp_path / "plain")
+
+
+@pytest.mark.slow
+def test_an_existing_cluster_is_joined_by_its_address(tmp_path):
+    """`ray start --head` (its own temp folder, so no other Ray on the machine finds it), then
+    `surge upscale --ray=HOST:PORT` in another process."""
+    import socket
+    import tempfile
+
+    pytest.importorskip("ray", reason="Ray is the optional extra surge[ray]")
+    src = tmp_path / "in"
+    _save(src / "a.png")
+    _save(src / "b.jpg", seed=1, quality=50)
+    assert _plain(src, tmp_path / "plain", "--model", "bicubic") == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    ray_cli = [sys.executable, "-c", "from ray.scripts.scripts import main; main()"]
+    temp = tempfile.mkdtemp(prefix="srg", dir="/tmp")  # short: Ray's socket paths live under it
+    head = subprocess.Popen([*ray_cli, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+                             "--include-dashboard=false", f"--temp-dir={temp}", "--node-ip-address=127.0.0.1"],
+                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        cmd = [sys.executable, "-m", "surge.cli.main", "upscale", str(src), "-o", str(tmp_path / "out"), "--model", "bicubic",
+               "--device", "cpu", f"--ray=127.0.0.1:{port}"]
+        for _ in range(60):  # the head takes a while to listen
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(1)
+        run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert "2 upscaled, 0 skipped, 0 failed" in run.stderr
+    finally:
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
+    assert _outputs(tmp_path / "out") == _outputs(tmp_path / "plain")
+    assert {Path(r["input"]).name: r["model"] for r in _manifest(tmp_path / "out")} == {"a.png": "bicubic", "b.jpg": "bicubic"}

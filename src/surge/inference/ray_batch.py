@@ -24,6 +24,7 @@ uploaded under a temp name and then moved into place.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import posixpath
@@ -49,6 +50,8 @@ MANIFEST_FIELDS = ("input", "output", "model", "status", "error", "seconds")
 RETRIES = 3
 # A remote manifest cannot be appended to: it is rewritten at most this often (and at the end).
 REMOTE_MANIFEST_EVERY_S = 30.0
+# Beyond this many files, blocks hold several (a million one-row blocks would swamp the object store).
+MAX_BLOCKS = 20_000
 NEEDS_RAY = "--ray needs Ray, an optional dependency: pip install 'surge[ray]'"
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -90,11 +93,14 @@ class _Location:
             return None, text
         from pyarrow import fs as pafs
 
-        key = text.split("://", 1)[0] + "://" + text.split("://", 1)[1].split("/", 1)[0]
-        if key not in self._cache:
-            self._cache[key] = pafs.FileSystem.from_uri(text)[0]
-        filesystem = self._cache[key]
-        return filesystem, pafs.FileSystem.from_uri(text)[1]
+        scheme, rest = text.split("://", 1)
+        key = f"{scheme}://{rest.split('/', 1)[0]}"  # one filesystem object per bucket or host
+        if key in self._cache:
+            # Object stores: the path is bucket/key (from_uri would build a new client, maybe asking the region).
+            return self._cache[key], rest if scheme in ("s3", "gs", "gcs") else pafs.FileSystem.from_uri(text)[1]
+        filesystem, path = pafs.FileSystem.from_uri(text)
+        self._cache[key] = filesystem
+        return filesystem, path
 
     def join(self, base: str, *parts: str) -> str:
         """``base`` / parts, keeping a URI a URI."""
@@ -221,16 +227,16 @@ class Manifest:
                 self.rows[row["input"]] = row
 
     def _read(self) -> str:
+        from pyarrow import fs as pafs
+
         try:
             if self.filesystem is None:
-                return Path(self.fs_path).read_text(encoding="utf-8")
+                return Path(self.fs_path).read_text(encoding="utf-8") if os.path.exists(self.fs_path) else ""
+            if self.filesystem.get_file_info(self.fs_path).type == pafs.FileType.NotFound:
+                return ""
             with self.filesystem.open_input_stream(self.fs_path) as f:
                 return f.read().decode("utf-8")
-        except FileNotFoundError:
-            return ""
-        except OSError as exc:
-            if self.filesystem is not None and "not found" in str(exc).lower():
-                return ""
+        except (OSError, UnicodeDecodeError) as exc:
             raise SurgeError(f"{self.path}: cannot read the manifest ({exc})") from None
 
     def add(self, row: dict) -> None:
@@ -360,7 +366,9 @@ def _start_ray(ray, address: str | None, quiet: bool) -> bool:
     """Connect to ``address``, or start a local Ray for this run; True if this call started it."""
     if ray.is_initialized():
         return False
-    kwargs = {"include_dashboard": False, "logging_level": "ERROR" if quiet else "WARNING", "log_to_driver": not quiet}
+    kwargs = {"logging_level": "ERROR" if quiet else "WARNING", "log_to_driver": not quiet}
+    if not address:
+        kwargs["include_dashboard"] = False  # its extra packages are not part of ray[data]
     try:
         ray.init(address=address or "local", **kwargs)
     except (ConnectionError, ValueError, RuntimeError) as exc:
@@ -454,10 +462,14 @@ def _run_pool(ray, todo, options, actors, filesystem, make_upscaler, manifest: M
 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = not quiet
+    # Ray Data logs each execution's plan at INFO on stderr; the manifest and our lines say what happened.
+    logging.getLogger("ray.data").setLevel(logging.ERROR if quiet else logging.WARNING)
     context.max_errored_blocks = -1  # an input that killed its actor RETRIES+1 times: a failed row, not a failed run
     count, resources = _actor_resources(ray, options, actors)
     items = [{"input": s, "output": t} for s, t in todo]
-    dataset = ray.data.from_items(items, override_num_blocks=len(items))  # a retry redoes one file
+    # One file per block up to MAX_BLOCKS files: a retry then redoes one file, and each row comes
+    # back as soon as its file is done (a block's rows return together).
+    dataset = ray.data.from_items(items, override_num_blocks=min(len(items), MAX_BLOCKS))
     with warnings.catch_warnings():
         # max_restarts/max_task_retries are only settable as ray_remote_args in Ray 2.60 (deprecated there).
         warnings.simplefilter("ignore", DeprecationWarning)
