@@ -6,6 +6,7 @@ session logs under /tmp/ray."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -308,5 +309,6 @@ def test_an_existing_cluster_is_joined_by_its_address(tmp_path):
     finally:
         os.killpg(head.pid, signal.SIGKILL)
         head.wait()
+        shutil.rmtree(temp, ignore_errors=True)
     assert _outputs(tmp_path / "out") == _outputs(tmp_path / "plain")
     assert {Path(r["input"]).name: r["model"] for r in _manifest(tmp_path / "out")} == {"a.png": "bicubic", "b.jpg": "bicubic"}
