@@ -299,8 +299,8 @@ def _row(result: FileResult, source: str, target: str, seconds: float) -> dict:
 
 
 def _actor_class(options: UpscaleOptions, filesystem, make_upscaler: Callable):
-    """The Ray Data UDF class, with its settings in the closure (pickled with the class, so a
-    restarted actor never depends on an object-store argument that may be gone)."""
+    """The Ray Data UDF class, its settings in the closure (pickled with the class) rather than
+    in constructor arguments; each actor builds its own upscaler and loads its models once."""
 
     class UpscaleActor:
         def __init__(self):
