@@ -9,6 +9,17 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 
+def pytest_collection_modifyitems(config, items):
+    """``cuda`` tests need a GPU: skipped, with the reason, where torch sees none."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False); "
+                                   "the device script runs them: python -m pytest -m cuda tests/")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def shared_datasets() -> Path:
     """``../shared/datasets`` (benchmark + train sets); skips where it is absent (users' machines)."""

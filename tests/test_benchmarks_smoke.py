@@ -73,3 +73,38 @@ def test_batch_upscale_benchmark_runs():
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| 0 |") or line.startswith("| 2 |")]
     assert len(rows) == 2 and rows[0].endswith("| 1.00x |")
+
+
+@pytest.mark.slow
+def test_train_data_benchmark_runs(tmp_path):
+    out = tmp_path / "rows.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "train_data.py"), "--configs", "configs/cpu-real-psnr.toml",
+         "configs/cpu-real-psnr.toml:bicubic", "--seconds", "2", "--rounds", "1", "--warmup", "1", "--batch", "2",
+         "--hr-size", "32", "--workers", "0", "--set", 'generator.preset="surge-tiny"', "--threads", "1",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["degradation"] for r in rows] == [True, False]
+    for r in rows:
+        assert set(r["pipelines"]) == {"loader", "device"} and r["flops_per_step"] > 0
+        assert all(p["steps"] >= 1 and p["step_per_s"] > 0 for p in r["pipelines"].values())
+    assert "ratio device/loader" in proc.stdout
+
+
+@pytest.mark.slow
+def test_ray_batch_benchmark_runs():
+    pytest.importorskip("ray", reason="Ray is the optional extra surge[ray]")
+    gpu_json = REPO.parent / "shared" / "models" / "gpu-run-2026-12-04" / "infer-cuda.json"
+    more = ["--gpu-json", str(gpu_json)] if gpu_json.exists() else []
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "ray_batch.py"), "--images", "3", "--size", "16x12", "--actors", "1",
+         "--cpus", "2", *more],
+        capture_output=True, text=True, timeout=400,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and not line.startswith("| run")]
+    assert len(rows) == 5 and "Ray's overhead per image" in proc.stdout
+    assert not more or "M images/hour" in proc.stdout

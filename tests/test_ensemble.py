@@ -12,7 +12,7 @@ from surge.cli.main import main
 from surge.errors import SurgeError
 from surge.evaluation.runner import Predictor
 from surge.inference.ensemble import SYMMETRIES, SelfEnsemble, apply, invert, self_ensemble
-from surge.models.registry import load_model
+from surge.inference.runtime import load_model
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from surge.evaluation.runner import Predictor, SetResult
 from surge.imaging.bicubic import imresize
 from surge.models.config import GENERATOR_PRESETS
 from surge.models.generator import SuRGeGenerator
-from surge.models.registry import load_model
+from surge.inference.runtime import load_model
 
 
 def _hr(seed: int, shape=(48, 40, 3)) -> np.ndarray:

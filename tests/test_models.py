@@ -10,7 +10,7 @@ import surge
 from surge.errors import ConfigError, ModelFileError
 from surge.models import GENERATOR_PRESETS, Critic, CriticConfig, GeneratorConfig, SuRGeGenerator
 from surge.models.files import load_model_file, read_metadata, save_model
-from surge.models.info import describe
+from surge.inference.info import describe
 
 
 def n_params(m):

@@ -19,7 +19,7 @@ from surge.inference.optimize import optimize_for_inference  # noqa: E402
 from surge.models.config import GENERATOR_PRESETS  # noqa: E402
 from surge.models.files import save_model  # noqa: E402
 from surge.models.generator import SuRGeGenerator  # noqa: E402
-from surge.models.registry import load_model  # noqa: E402
+from surge.inference.runtime import load_model  # noqa: E402
 
 from test_optimize import generator  # noqa: E402
 

@@ -25,7 +25,7 @@ from surge.inference.optimize import (
 from surge.models.config import GENERATOR_PRESETS
 from surge.models.generator import SuRGeGenerator, Upsample2x
 from surge.models.inference_hints import InferenceHints
-from surge.models.registry import SRModel
+from surge.inference.runtime import SRModel
 
 # The paper's layout (BatchNorm, tanh) at toy width, and the residual preset's layout.
 TINY_BN = dataclasses.replace(GENERATOR_PRESETS["surge"], width0=8, width1=12, blocks0=2, blocks1=1, head_kernel=5)

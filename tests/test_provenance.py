@@ -129,8 +129,20 @@ def test_lineage_records_every_ancestor_and_steps_add_up(tmp_path, folders):
     assert all("lineage" not in e and e["wall_seconds"] >= 0 for e in prov["lineage"])
     assert prov["total_steps"] == total_steps(prov) == 4 + 3 + 2
 
-    # Resuming a run whose start file has gone: the lineage says so, and the total is unknown, not guessed.
+    # Resuming a run whose start file has gone (another machine, a carried travel state): the lineage
+    # its checkpoint recorded when the file was there is kept, so the total stays exact.
     (first / "last.safetensors").unlink()
+    resumed = Trainer(load_config(tmp_path / "second.toml"), second, resume=True)
+    resumed._t0 = 0.0
+    prov = resumed.provenance("last")
+    assert [e["steps"] for e in prov["lineage"]] == [4] and prov["total_steps"] == 4 + 3
+    # A checkpoint without a recorded lineage (written before checkpoints kept it): the lineage says
+    # the file is gone, and the total is unknown, not guessed.
+    from surge.training.checkpoint import atomic_torch_save, load_checkpoint
+
+    state = load_checkpoint(second / "last.pt")
+    del state["lineage"]
+    atomic_torch_save(state, second / "last.pt")
     resumed = Trainer(load_config(tmp_path / "second.toml"), second, resume=True)
     resumed._t0 = 0.0
     prov = resumed.provenance("last")

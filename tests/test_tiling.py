@@ -10,7 +10,7 @@ from surge.inference import upscale as upscale_module
 from surge.inference.tiling import activation_bytes_per_lr_pixel, auto_tile_size, plan_tiles, run_tiled
 from surge.models.config import GeneratorConfig
 from surge.models.generator import SuRGeGenerator
-from surge.models.registry import SRModel, load_model
+from surge.inference.runtime import SRModel, load_model
 
 
 def _random_batchnorm_stats(net: torch.nn.Module, seed: int = 0) -> None:

@@ -14,7 +14,7 @@ from surge.imaging.bicubic import imresize
 from surge.errors import ImageValueError
 from surge.inference import optimize
 from surge.inference.image_io import quantise
-from surge.models.registry import SRModel, load_model
+from surge.inference.runtime import SRModel, load_model
 
 
 @pytest.fixture(scope="module")

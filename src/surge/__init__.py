@@ -29,7 +29,7 @@ def upscale(image, model="default", **kwargs):
 def __getattr__(name):
     # Lazy: importing torch costs ~1 s, which `surge --help` and `surge --version` don't need.
     if name in ("load_model", "SRModel"):
-        from surge.models import registry
+        from surge.inference import runtime
 
-        return getattr(registry, name)
+        return getattr(runtime, name)
     raise AttributeError(f"module 'surge' has no attribute {name!r}")

@@ -28,9 +28,26 @@ class OutputExistsError(ImageWriteError):
     """An output file exists (it may have appeared meanwhile) and replacing it was not allowed."""
 
 
+class UntrainedModelError(SurgeError):
+    """An untrained architecture preset was asked to produce images or scores."""
+
+
 class ConfigError(SurgeError):
     """An experiment or model configuration is invalid."""
 
 
 class DatasetError(SurgeError):
     """A dataset folder is missing or malformed."""
+
+
+class NonFiniteOutputError(SurgeError):
+    """A network's output holds NaN or inf even in fp32 (broken weights): refused, since quantising
+    it would write a black image."""
+
+
+class SurgeWarning(UserWarning):
+    """Something the user should know that did not stop the work; the CLI prints ``surge: warning: ...``."""
+
+
+class PrecisionFallbackWarning(SurgeWarning):
+    """A reduced precision overflowed (NaN/inf) and the affected batch was recomputed in fp32."""

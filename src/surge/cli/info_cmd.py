@@ -10,7 +10,7 @@ import argparse
 import json
 
 import surge
-from surge.models.info import describe
+from surge.inference.info import describe
 
 # describe() keys in display order, with their labels; other keys are printed after them.
 _LABELS = {

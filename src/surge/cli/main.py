@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 # Subcommand name -> module under surge.cli. Imported lazily so `surge --help` stays fast
 # and a missing optional dependency of one command cannot break the others.
@@ -81,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args._run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _user_warnings(warnings.showwarning)
+            return int(args._run(args) or 0)
     except SurgeError as exc:
         print(f"surge: error: {exc}", file=sys.stderr)
         return 2
@@ -94,6 +97,22 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for such a pipeline stage
+
+
+def _user_warnings(default):
+    """``warnings.showwarning`` that prints the library's warnings for users (SurgeWarning, e.g. an
+    fp16 overflow recomputed in fp32) like the commands' own: one line, no source location."""
+    from surge.errors import SurgeWarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, SurgeWarning):
+            from tqdm import tqdm
+
+            tqdm.write(f"surge: warning: {message}", file=sys.stderr)  # between progress-bar redraws
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
 
 
 if __name__ == "__main__":

@@ -18,6 +18,11 @@ MATLAB bicubic to any final scale. When a network trained on clean LR meets JPEG
 ``--real-for-jpeg`` (on for the default model) hands such JPEGs to that model, file by file.
 ``-`` as the input reads one image from stdin, ``-o -`` writes one image to stdout (only once
 it is complete; messages always go to stderr).
+
+This module is a front-end: argument parsing, stdin/stdout, the threaded read/write overlap
+(``--io-threads``) and the messages. Planning, the model for each file, output names, reading and
+writing with metadata and the atomic publish are :mod:`surge.inference.pipeline`'s, shared with
+every other front-end.
 """
 
 from __future__ import annotations
@@ -39,7 +44,6 @@ from surge.cli.untrained import add_allow_untrained
 from surge.errors import SurgeError
 from surge.inference.image_io import (
     DEFAULT_MAX_PIXELS,
-    IMAGE_EXTENSIONS,
     JPEG_QUALITY,
     OUTPUT_FORMATS,
     ImageMeta,
@@ -94,6 +98,12 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--self-ensemble", action="store_true",
                    help="average over the 8 flips/rotations of the input: a little more faithful, 8x slower")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-file messages (errors and warnings are still printed)")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run on Ray (needs surge[ray]): no ADDRESS starts a local Ray for the run; an ADDRESS (auto, "
+                        "ray://host:10001) joins a cluster. Inputs/-o may be pyarrow.fs URIs (s3://, gs://); writes "
+                        "OUT/surge-manifest.jsonl. Put it after the inputs, or write --ray=ADDRESS")
+    p.add_argument("--ray-actors", default=None, type=_positive, metavar="N",
+                   help="with --ray: workers holding the model (default: one per GPU, else one per 4 CPUs)")
     add_allow_untrained(p)
 
 
@@ -144,6 +154,10 @@ STDIO = "-"  # as INPUT: read the image from stdin; as -o: write it to stdout
 
 
 def run(args) -> int:
+    if getattr(args, "ray", None) is not None:
+        from surge.inference.ray_batch import run_cli
+
+        return run_cli(args, options_from_args(args))
     if STDIO in args.inputs or str(args.output) == STDIO:
         return _run_piped(args)
     return _run(args)

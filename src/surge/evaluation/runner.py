@@ -5,7 +5,7 @@ The Python API used by ``surge eval`` and by training-time validation:
 * :func:`evaluate_set` (one set folder -> :class:`SetResult`),
 * :func:`evaluate` (several sets under a root -> ``{set name: SetResult}``).
 
-Both accept a model name or file, an :class:`~surge.models.registry.SRModel` (``surge.load_model``)
+Both accept a model name or file, an :class:`~surge.inference.runtime.SRModel` (``surge.load_model``)
 or a bare ``nn.Module`` (the trainer's generator:
 it is run in eval mode under ``inference_mode`` and put back in its previous mode, never
 moved or converted). The model is prepared once; decoded images are cached across calls
@@ -54,7 +54,7 @@ from surge.errors import DatasetError, ImageReadError, ImageWriteError, SurgeErr
 from surge.evaluation import metrics, perceptual
 from surge.evaluation.datasets import BenchmarkSet, Skipped, discover_set, find_set, load_pair
 from surge.inference.ensemble import SelfEnsemble
-from surge.models.registry import SRModel, load_model
+from surge.inference.runtime import SRModel, load_model
 
 DEFAULT_SETS = ("Set5", "Set14", "BSD100")
 # Scores measured only when asked for (--rgb, --metrics); absent from the JSON otherwise.

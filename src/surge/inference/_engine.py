@@ -1,6 +1,6 @@
 """Internal: the inference copy of a model that runs one float batch at a precision/device.
 
-Users never build one: :class:`surge.models.registry.SRModel` builds it on first use, once
+Users never build one: :class:`surge.inference.runtime.SRModel` builds it on first use, once
 per (precision, device, backend), and caches it (``SRModel._engine``). Tiling
 (``surge.inference.tiling``) keeps tiles on the host and hands them one at a time to an
 Engine, so the whole image never has to sit on the compute device.
@@ -16,20 +16,27 @@ copy to the compute precision and lays it out channels-last, or exports it to ON
 bf16 on a CPU with native bf16 (AVX512-BF16/AMX; detected, not assumed), fp16 on CUDA,
 fp32 otherwise; always within the model's ``precisions`` and its provenance's
 ``auto_precision`` veto.
+
+Every batch's output is checked for NaN/inf before it leaves the Engine. In a reduced precision
+that means an overflow (fp16 ends at 65504; Real-ESRGAN's black tiles): the batch is recomputed
+by the model's fp32 engine, with one :class:`~surge.errors.PrecisionFallbackWarning` per engine.
+In fp32 it means broken weights: :class:`~surge.errors.NonFiniteOutputError`, since quantising
+NaN gives a black image.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import torch
 
 from surge import BACKENDS, PRECISIONS
-from surge.errors import SurgeError
+from surge.errors import NonFiniteOutputError, PrecisionFallbackWarning, SurgeError
 from surge.inference.optimize import REDUCED_DTYPES, auto_precision, optimize_for_inference, to_compute_dtype
 
 if TYPE_CHECKING:
-    from surge.models.registry import SRModel
+    from surge.inference.runtime import SRModel
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -76,9 +83,13 @@ class Engine:
         self.device = resolve_device(device)
         self.backend = backend
         self.precision = resolve_precision(model, precision, self.device, backend)
+        self._warned = False
         source = model.network
         if optimize:
-            network, self.optimizations = optimize_for_inference(source)
+            try:
+                network, self.optimizations = optimize_for_inference(source)
+            except NonFiniteOutputError as exc:
+                raise NonFiniteOutputError(f"{model.name} ({model.source}): {exc}") from None
         else:
             import copy
 
@@ -109,7 +120,23 @@ class Engine:
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self._session is not None:
-            return self._session(x)
-        x = x.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
-        y = self.network(x)
-        return y.float().cpu()
+            y = self._session(x)
+        else:
+            y = self.network(x.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last))
+        if bool(torch.isfinite(y).all()):
+            return y.float().cpu()
+        if self.precision == "fp32":
+            raise NonFiniteOutputError(non_finite_message(self.model, self.device))
+        if not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"{self.model.name}: {self.precision} overflowed on {self.device} (NaN/inf in the output); "
+                "those batches are recomputed in fp32 (precision fp32 avoids the retry)",
+                PrecisionFallbackWarning, stacklevel=3,
+            )
+        return self.model._engine("fp32", self.device, self.backend)(x)
+
+
+def non_finite_message(model, device: torch.device) -> str:
+    return (f"{model.name} ({model.source}): the network's output holds NaN or inf in fp32 on {device} "
+            "(broken weights?); nothing written, since it would quantise to black")

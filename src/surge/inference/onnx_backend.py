@@ -27,8 +27,9 @@ import torch
 from torch import nn
 
 from surge.atomic import atomic_output
-from surge.errors import SurgeError
-from surge.models.registry import SRModel
+from surge.errors import NonFiniteOutputError, SurgeError
+from surge.inference._engine import non_finite_message
+from surge.inference.runtime import SRModel
 
 DEFAULT_OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "lr", "sr"
@@ -141,6 +142,40 @@ def _device_of(network: nn.Module) -> torch.device:
     return next((p.device for p in network.parameters()), torch.device("cpu"))
 
 
+CUDA_PROVIDER, CPU_PROVIDER = "CUDAExecutionProvider", "CPUExecutionProvider"
+
+
+def execution_providers(device: torch.device, available: list[str]) -> list:
+    """ONNX Runtime providers for ``device``, first choice first (CPU last: ONNX Runtime runs
+    there whatever the CUDA provider does not support)."""
+    if device.type == "cpu":
+        return [CPU_PROVIDER]
+    if device.type != "cuda":
+        raise OnnxError(f"ONNX Runtime runs on cpu or cuda here, not {device}")
+    if CUDA_PROVIDER not in available:
+        raise OnnxError(f"device {device} requested but this onnxruntime has no CUDA provider "
+                        "(pip install onnxruntime-gpu, or use --device cpu)")
+    return [(CUDA_PROVIDER, {"device_id": device.index or 0}), CPU_PROVIDER]
+
+
+def onnx_cuda_available() -> bool:
+    """Whether the installed onnxruntime has a CUDA provider (False without onnxruntime)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return False
+    return CUDA_PROVIDER in onnxruntime.get_available_providers()
+
+
+def onnx_device(device: torch.device, chosen_automatically: bool) -> torch.device:
+    """Where the onnxruntime backend runs for a model on ``device``: an automatic choice of CUDA
+    falls back to the CPU when onnxruntime has no CUDA provider (the plain ``onnxruntime``
+    package); a device the user named is kept (and fails clearly if it cannot be used)."""
+    if device.type == "cuda" and chosen_automatically and not onnx_cuda_available():
+        return torch.device("cpu")
+    return device
+
+
 class OnnxSession:
     """An ONNX Runtime session with the Engine's call contract (fp32 NCHW in and out).
 
@@ -163,17 +198,18 @@ class OnnxSession:
         if flush_denormals:  # what torch.set_flush_denormal(True) does, for a fair comparison
             options.add_session_config_entry("session.set_denormal_as_zero", "1")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        providers = ["CPUExecutionProvider"]
-        if device.type == "cuda":
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise OnnxError("device cuda requested but this onnxruntime has no CUDA provider (pip install onnxruntime-gpu)")
-            providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
+        providers = execution_providers(device, ort.get_available_providers())
         source = model if isinstance(model, bytes) else str(model)
+        where = "in-memory model" if isinstance(model, bytes) else str(model)
         try:
             self.session = ort.InferenceSession(source, sess_options=options, providers=providers)
         except Exception as exc:
-            where = "in-memory model" if isinstance(model, bytes) else str(model)
             raise OnnxError(f"{where}: ONNX Runtime cannot load it ({str(exc).strip().splitlines()[0][:200]})") from None
+        if device.type == "cuda" and self.session.get_providers()[0] != CUDA_PROVIDER:
+            # ONNX Runtime falls back to the CPU, with only a log line, when the CUDA provider's
+            # libraries (CUDA, cuDNN) fail to load.
+            raise OnnxError(f"{where}: ONNX Runtime could not start its CUDA provider on {device} (CUDA or cuDNN "
+                            "libraries missing or mismatched?) and would run on the CPU; use --device cpu")
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -240,7 +276,7 @@ def load_onnx_model(path: str | os.PathLike, device: torch.device | str = "cpu")
     model = OnnxFileModel(name=path.stem, network=graph, scale=scale, source=f"ONNX file {path}",
                           precisions=("fp32",), in_channels=in_channels)
     if str(device) == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = "cuda" if torch.cuda.is_available() and onnx_cuda_available() else "cpu"
     return model.to(device)
 
 
@@ -292,4 +328,7 @@ class OnnxFileEngine:
         return f"{self.model.name}: backend onnxruntime ({self.model.network.path}), {self.device}, fp32"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.session(x)
+        y = self.session(x)
+        if not bool(torch.isfinite(y).all()):
+            raise NonFiniteOutputError(non_finite_message(self.model, self.device))
+        return y

@@ -41,7 +41,7 @@ from torch import nn
 
 from surge.models.inference_hints import InferenceHints
 
-from surge.errors import SurgeError
+from surge.errors import NonFiniteOutputError, SurgeError
 
 # Reduced precision names -> torch dtypes.
 REDUCED_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -242,13 +242,32 @@ class _CastInput(nn.Module):
         return self.module(x.to(self.dtype))
 
 
+class _Fp32Island(nn.Module):
+    """Runs ``module`` in fp32 on a reduced-precision input, with infs turned into NaN.
+
+    An fp16 overflow upstream (activations past 65504) arrives here as inf; a saturating head
+    (SuRGe's tanh) would turn that into a plausible 0 or 1, so it could not be seen in the
+    output. NaN propagates through every op after, so the Engine finds it in the output and
+    recomputes the batch in fp32.
+    """
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nan = float("nan")
+        return self.module(torch.nan_to_num(x.float(), nan=nan, posinf=nan, neginf=nan))
+
+
 def to_compute_dtype(network: nn.Module, dtype: torch.dtype) -> nn.Module:
     """Cast a network's body to ``dtype`` while it keeps an fp32 interface (in place).
 
     A network with ``inference_hints()`` keeps the modules and parameters it lists in fp32
     and has its input modules cast the fp32 input on entry (for SuRGe: the output conv,
-    tanh and bicubic residual stay fp32). Other networks are cast whole and wrapped to
-    take and return fp32.
+    tanh and bicubic residual stay fp32; an inf reaching them becomes NaN, so an overflow shows
+    in the output). Other networks are cast whole and wrapped to take and return fp32; an
+    overflow shows in their output unless a saturating last layer hides it.
     """
     if dtype == torch.float32:
         return network
@@ -262,7 +281,7 @@ def to_compute_dtype(network: nn.Module, dtype: torch.dtype) -> nn.Module:
     for path in hints.input_modules:
         _set_submodule(network, path, _CastInput(network.get_submodule(path), dtype))
     for path in hints.fp32_modules:
-        _set_submodule(network, path, _CastInput(network.get_submodule(path).float(), torch.float32))
+        _set_submodule(network, path, _Fp32Island(network.get_submodule(path).float()))
     return network
 
 
@@ -289,9 +308,11 @@ def optimize_for_inference(
 ) -> tuple[nn.Module, dict[str, int]]:
     """An eval-mode copy of ``network`` with the exact rewrites applied.
 
-    ``verify`` runs the original and the copy once on a small random input (about 50 ms for
-    the paper generator) and raises :class:`OptimizationError` if they differ by more than
-    ``tolerance``: a rewrite that assumed the wrong data flow must fail loudly.
+    ``verify`` runs the original and the copy once on a small random input, as float64 copies
+    on the CPU whatever the device (:func:`check_equivalent`; two float64 forward passes of a
+    12 x 12 input, about twice the fp32 cost), and raises :class:`OptimizationError` if they
+    differ by more than ``tolerance``: a rewrite that assumed the wrong data flow must fail
+    loudly, and a GPU's TF32 convolutions must not look like one.
     Returns ``(copy, {"batchnorm_folded": n, "subpixel_rewrites": m})``.
     """
     original = network
@@ -309,24 +330,34 @@ def optimize_for_inference(
 
 
 def check_equivalent(reference: nn.Module, candidate: nn.Module, tolerance: float = 1e-4, size: int = 12) -> float:
-    """Max abs difference of two networks on a random (1, C, size, size) input; raises above tolerance."""
+    """Max abs difference of two networks on a random (1, C, size, size) input; raises above tolerance.
+
+    Both run as float64 copies on the CPU, wherever and at whatever dtype they live. The rewrites
+    are exact in real arithmetic, so in float64 the difference is only the rounding of the
+    rewritten fp32 weights (~1e-6), while a rewrite that assumed the wrong data flow is off by
+    1e-2 or more. Comparing in the device's fp32 instead measures the device: cuDNN runs fp32
+    convs with TF32 operands by default (``torch.backends.cudnn.allow_tf32``), which moved a
+    trained generator's output by 1.87e-4 on an H200 and failed every CUDA run (issue 21).
+    """
     in_channels = getattr(getattr(reference, "config", None), "in_channels", 3)
-    device = next((p.device for p in reference.parameters()), torch.device("cpu"))
     gen = torch.Generator().manual_seed(0)
-    x = torch.rand(1, in_channels, size, size, generator=gen).to(device)
-    was_training = reference.training
-    reference.eval()
-    try:
-        with torch.inference_mode():
-            diff = (reference(x).float() - candidate(x).float()).abs().max().item()
-    finally:
-        reference.train(was_training)
+    x = torch.rand(1, in_channels, size, size, generator=gen, dtype=torch.float64)
+    with torch.inference_mode():
+        expected = _cpu_float64(reference)(x)
+        if not torch.isfinite(expected).all():
+            raise NonFiniteOutputError(f"{type(reference).__name__} gives NaN or inf for a random input even in float64 (broken weights)")
+        diff = (expected - _cpu_float64(candidate)(x)).abs().max().item()
     if not diff <= tolerance:  # also catches NaN
         raise OptimizationError(
             f"inference rewrite of {type(reference).__name__} changed its output by {diff:.3g} (> {tolerance:g}); "
             "this is a bug, please report it"
         )
     return diff
+
+
+def _cpu_float64(network: nn.Module) -> nn.Module:
+    """An eval-mode float64 copy on the CPU (the original, maybe a trainer's, is not touched)."""
+    return copy.deepcopy(network).to("cpu", torch.float64).eval()
 
 
 # --------------------------------------------------------------------------- precision choice

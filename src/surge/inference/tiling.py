@@ -15,6 +15,7 @@ activations.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -229,7 +230,7 @@ def run_tiled(
     done = 0
     if report is not None:
         report(0, len(tiles))
-    with bar:
+    with bar, cudnn_autotune(engine, tiles):
         for batch in _batches(tiles, batch_size):
             x = np.stack([image[t.context].transpose(2, 0, 1) for t in batch])
             y = engine(torch.from_numpy(np.ascontiguousarray(x)))
@@ -240,6 +241,33 @@ def run_tiled(
             if report is not None:
                 report(done, len(tiles))
     return out
+
+
+# cuDNN's benchmark mode times every candidate algorithm of each conv once per new input shape
+# and reuses the fastest; it pays off only where shapes repeat. Tiles have few distinct shapes
+# (equal tiles; border tiles have less context), so it is on when each shape recurs at least
+# this often on average. A guess, not yet measured on a GPU.
+_AUTOTUNE_MIN_REPEATS = 2
+
+
+@contextlib.contextmanager
+def cudnn_autotune(engine, tiles: list[Tile]) -> Iterator[bool]:
+    """``torch.backends.cudnn.benchmark`` on while a torch engine on CUDA runs ``tiles`` whose
+    shapes repeat; the previous value is restored after (it is process-wide). Yields whether on."""
+    device = getattr(engine, "device", None)
+    shapes = {t.context_shape for t in tiles}
+    wanted = (
+        device is not None and torch.device(device).type == "cuda"
+        and getattr(engine, "backend", "torch") == "torch"
+        and len(tiles) >= _AUTOTUNE_MIN_REPEATS * len(shapes)
+    )
+    previous = torch.backends.cudnn.benchmark
+    if wanted:
+        torch.backends.cudnn.benchmark = True
+    try:
+        yield wanted
+    finally:
+        torch.backends.cudnn.benchmark = previous
 
 
 def _stitch(out: np.ndarray, tile: Tile, sr: torch.Tensor, scale: int, encode: Encoder | None) -> None:

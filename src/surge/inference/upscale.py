@@ -30,7 +30,7 @@ from surge.inference._engine import Engine
 from surge.inference.ensemble import SelfEnsemble
 from surge.inference.image_io import array_to_pil, pil_to_array, quantise
 from surge.inference.tiling import activation_bytes_per_lr_pixel, auto_tile_size, memory_budget, run_tiled
-from surge.models.registry import SRModel, load_model
+from surge.inference.runtime import SRModel, load_model
 
 # ITU-R 601 luma, the weights of Pillow's RGB -> L conversion.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)

@@ -1,4 +1,6 @@
-"""Architectures (pure ``nn.Module``s), their configs, model files and the model registry."""
+"""Architectures (pure ``nn.Module``s), their configs, model files and the catalogue of model names
+(``registry``). Nothing here imports ``surge.inference``: the runnable model is
+:class:`surge.inference.runtime.SRModel`."""
 
 from surge.models.config import GENERATOR_PRESETS, CriticConfig, GeneratorConfig
 from surge.models.critic import Critic

@@ -40,7 +40,7 @@ def probe(path: Path, name: str, max_pixels: int, outscale: float | None) -> Pro
     """Read ``path``'s header only (Pillow decodes lazily) and refuse what the server won't decode:
     not an image (415), a format outside ACCEPTED (415), more pixels than ``max_pixels`` in or
     ``max_pixels * 16`` out (413). ``name`` is the client's file name, used in messages only."""
-    from surge.inference.image_io import _own_pixel_limit  # Pillow's global bomb limit, swapped under a lock
+    from surge.inference.image_io.reading import _own_pixel_limit  # Pillow's global bomb limit, swapped under a lock
 
     heif_available()  # registers the HEIC opener, when pillow-heif is installed
     try:

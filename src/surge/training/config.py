@@ -44,6 +44,10 @@ class DataConfig:
     # A [data.degradation] table turns on the real-world degradation model (surge.data.degradations)
     # for the training LR; absent = MATLAB bicubic LR, as before.
     degradation: DegradationConfig | None = None
+    # Where batches are made. loader: a torch DataLoader of CPU processes (data.workers), numpy/Pillow
+    # (surge.data.pairs); device: decoded once onto the training device, cropped and degraded there
+    # by batched torch ops (surge.data.device_pairs), no loader processes. Same HR crops either way.
+    pipeline: Literal["loader", "device"] = "loader"
 
     def __post_init__(self):
         check_field_types(self, "data")
@@ -53,6 +57,9 @@ class DataConfig:
             raise ConfigError(f"data.degradation must be a table, got {self.degradation!r}")
         if self.degradation is not None and self.lr_dirs:
             raise ConfigError("data.degradation makes the LR from HR: it cannot be combined with data.lr_dirs")
+        if self.pipeline == "device" and self.lr_dirs:
+            raise ConfigError('data.pipeline = "device" makes the LR on the device: it cannot read data.lr_dirs '
+                              '(use data.pipeline = "loader")')
         if not self.train_dirs:
             raise ConfigError("data.train_dirs must list at least one folder")
         if self.hr_size % 4 or self.hr_size < 8:

@@ -113,11 +113,14 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "amp" else None
         self.step, self.best_psnr, self.wall_before = 0, None, 0.0
         self.loss_scales = running_state(cfg.loss)  # "dynamic-invariant" weighting's running scales
+        # What the model files record about themselves (see provenance()); a resumed run keeps its
+        # checkpoint's, which stays exact where the init_from file is not at hand (another machine).
+        self._lineage = _parent_lineage(cfg.train.init_from) if not resume else None
         if resume:
             self._restore(load_checkpoint(self.run_dir / "last.pt"))
+        if self._lineage is None:
+            self._lineage = _parent_lineage(cfg.train.init_from)
         self._stop_requested = False
-        # What the model files record about themselves (see provenance()).
-        self._lineage = _parent_lineage(cfg.train.init_from)
         self._scored: tuple[int, float] | None = None  # (step, validation PSNR-Y) of the latest validation
         self._model_file_step: int | None = None  # step at which last.safetensors was last written
 
@@ -175,6 +178,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "rng": rng_state(),
             "loss_scales": self.loss_scales.state_dict() if self.loss_scales is not None else None,
+            "lineage": self._lineage,
         }
 
     def _restore(self, state: dict) -> None:
@@ -194,6 +198,8 @@ class Trainer:
         set_rng_state(state["rng"])
         if self.loss_scales is not None and state.get("loss_scales"):
             self.loss_scales.load_state_dict(state["loss_scales"])
+        if isinstance(state.get("lineage"), list):
+            self._lineage = state["lineage"]
 
     def inference_generator(self) -> SuRGeGenerator:
         return self.ema if self.ema is not None else self.g_module
@@ -401,6 +407,12 @@ class Trainer:
         )
         if self.ctx.is_main:
             log.info(report.summary())
+        if cfg.data.pipeline == "device":
+            from surge.data.device_pairs import DeviceBatches
+
+            batches = DeviceBatches(images, cfg.data.hr_size, self.device, seed=cfg.train.seed, augment=cfg.data.augment,
+                                    degradation=cfg.data.degradation, rank=self.ctx.rank, world_size=self.ctx.world_size)
+            return batches.steps(start_step, cfg.train.steps, cfg.data.batch_size), report
         dataset = PairDataset(images, cfg.data.hr_size, seed=cfg.train.seed, augment=cfg.data.augment,
                               lr_images=lr_images, degradation=cfg.data.degradation)
         sampler = StepSampler(start_step, cfg.train.steps, cfg.data.batch_size, self.ctx.rank, self.ctx.world_size)

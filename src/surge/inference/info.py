@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from surge.models.registry import SRModel
+from surge.inference.runtime import SRModel
 
 
 def count_parameters(module: torch.nn.Module) -> int:

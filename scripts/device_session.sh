@@ -1,0 +1,508 @@
+#!/usr/bin/env bash
+# One device call, one script: environment report, the CUDA tests, the inference benchmark, then
+# training from a carried state until the call's deadline; back in $OUT the state (for the next
+# call), fp16 weights, logs and summary.json. Each phase has its own timeout; a phase that fails is
+# recorded in summary.json and the next one still runs.
+#
+# Made for the project's `device` tool: one H200, 15 minutes of device time per task (machine start
+# and transfers included), at most 10 minutes per command; the working tree that travels (tracked
+# files + carried paths) is at most 64 MiB; at most 8 flat files of <= 16 MiB, 64 MiB together,
+# come back from $OUT. Prepare here, once, in the repo root (.pack/, .whl/ and .carry/ are git-ignored):
+#
+#   .venv/bin/python scripts/pack_data.py ../shared/datasets/train/T91 ../shared/datasets/train/BSD200 \
+#       --bench ../shared/datasets/benchmark/Set5 ../shared/datasets/benchmark/Set14 --out .pack
+#   POT's wheel in .whl/ exactly as the top of scripts/gpu_train.sh says (1.5 MB).
+#   .carry/: the state-NN.safetensors parts a previous call returned (absent: a fresh start
+#            from the config's initialisation), e.g. `mkdir .carry && cp /work/.device/.../state-*.safetensors .carry/`.
+#
+# The device tool's call:
+#
+#   command:   bash scripts/device_session.sh
+#   carry:     [".pack", ".whl", ".carry"]          (".carry" only when there is a state to continue)
+#   timeout_s: 600                                  (the script ends itself within SURGE_BUDGET_S = 570 s)
+#
+# Size budget (measured 2026-12-04; `du -b`, `git ls-files | xargs du -cb`, MiB = 2^20 bytes):
+#   carried in (<= 64 MiB): tracked tree 18.8 (docs 9.5, of which 3.4 a weights file; bundled weights 7.9)
+#     + POT wheel 1.4 + .pack 43.4 (T91 6.9, BSD200 32.4, Set5 0.6, Set14 3.4; 44.8 with bench-v1)
+#     = 63.6 MiB: 0.4 MiB left, so NO travel state fits beside the full pack.
+#   travel state of configs/gpu-real-psnr.toml (4.62M-param generator, no critic; python -m
+#     surge.training.travel, profiles in its docstring): exact 70.8 MiB (5 parts; = last.pt),
+#     compact 44.3 (3 parts), lean 26.6 (2), minimal 9.0 (1). paper-gan (4.04M + critic):
+#     exact 121.6, compact 81.1, lean 40.6, minimal 20.4.
+#   back out (<= 64 MiB, <= 8 files): NAME.safetensors (fp16, 8.8 MiB) + logs and summary (< 1 MiB)
+#     + the state in the most faithful profile that fits the rest (compact, 44.3 MiB in 3 parts).
+#   So the next call carries a repacked state and less data. With B = 64 - 18.8 - 1.4 - (pack MiB) - 0.5:
+#     .venv/bin/python -m surge.training.travel repack RETURNED_DIR .carry --budget-mib B
+#   The minimal profile (9.0 MiB; a documented warm restart: weights rounded to fp16, EMA restarted
+#   from them, Adam moments re-estimated; step counter, schedule position and lineage stay exact)
+#   needs a pack of <= 34.3 MiB, e.g. T91 + the first 150 of BSD200's 200 images + Set5: 31.8 MiB
+#   (measured; pack_data.py follows symbolic links, so a folder of links to 150 files does it;
+#   the training set, and so the sample sequence, then differs from the full pack's). Lean (weights
+#   exact, EMA fp16) needs a pack of <= 16.7 MiB, e.g. T91 + Set5 (7.5). Without Set14 packed, the
+#   end-of-call evaluation scores Set5 only. Every resumed session records its `restored` profile.
+#
+# Outputs in $OUT (flat, at most 8 files, each <= 16 MiB; checked at the end, see summary "limits"):
+#   summary.json     {environment, tests, inference, training, limits, phases}
+#   session.log      everything this script printed
+#   train-log.csv    the trainer's per-step log (losses, lr, validation)
+#   NAME.safetensors the EMA generator in float16 (provenance: storage, sessions, total_steps); loads
+#                    with surge.load_model as float32
+#   state-NN.safetensors  the travel state (python -m surge.training.travel info OUT shows it)
+#
+# Settings (environment variables):
+#   OUT                  output folder (required; the device tool sets it)
+#   SURGE_PYTHON=python3 interpreter with torch (the device image's python3)
+#   SURGE_DRY_RUN=1      the same phases on CPU, tiny: surge-tiny generator, HR 64, batch 3, 4 steps,
+#                        infer.py on a 32 px input (tests/test_device_session.py)
+#   SURGE_BUDGET_S=570   the whole script's wall-time budget (training gets what the other phases leave)
+#   SURGE_TEST_TIMEOUT=60  SURGE_INFER_TIMEOUT=90  SURGE_RESERVE_S=75 (kept after training: pack, export,
+#                        eval); a dry run: budget 170, infer 60, reserve 40
+#   SURGE_TEST_PATHS=tests/   where `pytest -m cuda` looks
+#   SURGE_INFER_ARGS     replaces the benchmark's model/variant/size arguments
+#   SURGE_PACK=.pack  SURGE_CARRY=.carry  SURGE_CONFIG=configs/gpu-real-psnr.toml (fresh starts only)
+#   SURGE_STEPS          train.steps (the schedule's length, total over sessions); default: the config's
+#   SURGE_PRECISION=auto SURGE_WORKERS=12 (0 in a dry run or with a small /dev/shm)
+#   SURGE_NAME           weights file name (default: the run's train.name)
+#   SURGE_STATE_PROFILE=auto   exact | compact | lean | minimal | auto (the most faithful that fits)
+#   SURGE_RUNS=<temp dir>  SURGE_SITE=<temp dir>/site (wheels from .whl/ installed there)
+#   SURGE_SKIP           phases to skip, e.g. "tests inference" (recorded as skipped)
+# Exit status: 0 every phase ok; 1 a phase failed (see summary.json); 3 no OUT, pack, module or GPU.
+# Not yet run on a GPU.
+
+set -uo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+
+: "${OUT:?set OUT to the output folder (the device tool sets it)}"
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+PY=${SURGE_PYTHON:-python3}
+DRY=${SURGE_DRY_RUN:-0}
+# budget, infer timeout, reserve (s): a dry run's tiny export, pack and evaluation need less time after training
+if [[ $DRY == 1 ]]; then DEFAULTS=(170 60 40); else DEFAULTS=(570 90 75); fi
+BUDGET_S=${SURGE_BUDGET_S:-${DEFAULTS[0]}}
+TEST_TIMEOUT=${SURGE_TEST_TIMEOUT:-60}
+INFER_TIMEOUT=${SURGE_INFER_TIMEOUT:-${DEFAULTS[1]}}
+RESERVE_S=${SURGE_RESERVE_S:-${DEFAULTS[2]}}
+TEST_PATHS=${SURGE_TEST_PATHS:-tests/}
+PACK_ARG=${SURGE_PACK:-.pack}
+CARRY=${SURGE_CARRY:-.carry}
+CONFIG=${SURGE_CONFIG:-configs/gpu-real-psnr.toml}
+PRECISION=${SURGE_PRECISION:-auto}
+PROFILE=${SURGE_STATE_PROFILE:-auto}
+DEVICE=cuda
+WORKERS=${SURGE_WORKERS:-12}
+if [[ $DRY == 1 ]]; then DEVICE=cpu; WORKERS=${SURGE_WORKERS:-0}; fi
+RUNS=${SURGE_RUNS:-$(mktemp -d "${TMPDIR:-/tmp}/surge-session.XXXXXX")}
+SITE=${SURGE_SITE:-$RUNS/site}
+WORK=$RUNS/work   # phase outputs that are summarised, not returned
+mkdir -p "$RUNS" "$WORK"
+MAX_FILES=8 PART_MIB=16 OUT_MIB=64
+
+export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+export TQDM_MININTERVAL=${TQDM_MININTERVAL:-15}
+
+say() { echo "== $(date -u +%T) [${SECONDS}s] $*"; }
+left_s() { echo $((BUDGET_S - SECONDS)); }
+FAILED=0
+
+# summary KEY FILE: merge the JSON in FILE into $OUT/summary.json under KEY (atomically; the file is
+# rewritten after every phase, so a call cut off at its limit still returns what was done).
+# summary_json KEY 'JSON': the same for a literal value.
+summary() {
+    "$PY" - "$OUT/summary.json" "$1" "$2" <<'EOF'
+import json, os, sys
+path, key, src = sys.argv[1:4]
+data = json.load(open(path)) if os.path.exists(path) else {}
+data[key] = json.load(open(src))
+tmp = path + ".tmp"
+with open(tmp, "w") as f:
+    json.dump(data, f, indent=1)
+os.replace(tmp, path)
+EOF
+}
+summary_json() {
+    printf '%s\n' "$2" > "$WORK/value.json"
+    summary "$1" "$WORK/value.json"
+}
+
+# phase NAME STATUS SECONDS [NOTE]: record a phase's outcome under "phases".
+phase() {
+    local note=${4:-}
+    "$PY" - "$OUT/summary.json" "$1" "$2" "$3" "$note" <<'EOF'
+import json, os, sys
+path, name, status, seconds, note = sys.argv[1:6]
+data = json.load(open(path)) if os.path.exists(path) else {}
+data.setdefault("phases", {})[name] = {"status": status, "seconds": int(seconds), **({"note": note} if note else {})}
+tmp = path + ".tmp"
+with open(tmp, "w") as f:
+    json.dump(data, f, indent=1)
+os.replace(tmp, path)
+EOF
+    if [[ $2 != ok && $2 != skipped ]]; then FAILED=1; fi
+}
+
+# --- phase 0: environment ------------------------------------------------------------------
+environment() {
+    say "environment (dry run: $DRY, device: $DEVICE, budget ${BUDGET_S}s)"
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "nvidia-smi: not available"
+    if ! "$PY" -c "import ot" 2>/dev/null; then
+        shopt -s nullglob
+        local wheels=(.whl/*.whl)
+        shopt -u nullglob
+        if ((${#wheels[@]})); then
+            echo "installing ${#wheels[@]} carried wheel(s) into $SITE: ${wheels[*]##*/}"
+            "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "${wheels[@]}" \
+                || echo "device_session: warning: wheel install failed" >&2
+            export PYTHONPATH="$PYTHONPATH:$SITE"
+        fi
+    fi
+    local shm_kb
+    shm_kb=$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')
+    if ((WORKERS > 0)) && [[ -n $shm_kb ]] && ((shm_kb < 1048576)); then
+        echo "device_session: warning: /dev/shm has only $((shm_kb / 1024)) MiB free: data.workers=0" >&2
+        WORKERS=0
+    fi
+    DEVICE=$DEVICE WORKERS=$WORKERS SHM_KB=${shm_kb:-0} "$PY" - > "$WORK/env.json" <<'EOF'
+import importlib, json, os, platform, sys
+env = {"python": sys.version.split()[0], "cpu_cores": os.cpu_count(), "data_workers": int(os.environ["WORKERS"]),
+       "shm_free_mib": int(os.environ["SHM_KB"]) // 1024, "device": os.environ["DEVICE"], "modules": {}}
+for name in ("torch", "numpy", "PIL", "safetensors", "skimage", "scipy", "ot", "pytest"):
+    try:
+        env["modules"][name] = getattr(importlib.import_module(name), "__version__", "?")
+    except Exception as exc:
+        env["modules"][name] = f"missing ({exc.__class__.__name__})"
+try:
+    from surge.training.precision import cpu_name
+    env["cpu"] = cpu_name()
+except Exception:
+    env["cpu"] = platform.processor()
+try:
+    import torch
+    env["cuda"] = torch.version.cuda
+    env["gpu"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    if env["gpu"]:
+        props = torch.cuda.get_device_properties(0)
+        env["gpu_memory_gib"] = round(props.total_memory / 2**30, 1)
+        env["bf16"] = torch.cuda.is_bf16_supported()
+except Exception as exc:
+    env["torch_error"] = str(exc)
+try:
+    from surge.training.config import DataConfig
+    env["data_pipeline_option"] = "pipeline" in DataConfig.__dataclass_fields__
+except Exception:
+    env["data_pipeline_option"] = False
+print(json.dumps(env))
+EOF
+    cat "$WORK/env.json"; echo
+    summary environment "$WORK/env.json"
+    phase environment ok "$SECONDS"
+}
+
+# --- phase 1: CUDA tests -------------------------------------------------------------------
+run_tests() {
+    say "tests: pytest -m cuda $TEST_PATHS (timeout ${TEST_TIMEOUT}s)"
+    local t0=$SECONDS rc=0
+    # shellcheck disable=SC2086 # TEST_PATHS is a list of paths
+    timeout -k 5 "$TEST_TIMEOUT" "$PY" -m pytest -m cuda $TEST_PATHS -q -p no:cacheprovider \
+        --junitxml="$WORK/junit.xml" -o junit_family=xunit2 || rc=$?
+    RC=$rc "$PY" - "$WORK/junit.xml" > "$WORK/tests.json" <<'EOF'
+import json, os, sys
+import xml.etree.ElementTree as ET
+rc = int(os.environ["RC"])
+out = {"exit": rc, "passed": 0, "failed": 0, "errors": 0, "skipped": 0, "failures": []}
+try:
+    root = ET.parse(sys.argv[1]).getroot()
+    for case in root.iter("testcase"):
+        name = f"{case.get('classname')}::{case.get('name')}"
+        if case.find("failure") is not None:
+            out["failed"] += 1; out["failures"].append(name)
+        elif case.find("error") is not None:
+            out["errors"] += 1; out["failures"].append(name)
+        elif case.find("skipped") is not None:
+            out["skipped"] += 1
+        else:
+            out["passed"] += 1
+except (OSError, ET.ParseError):
+    out["report"] = "no junit report (killed by the timeout?)"
+out["status"] = {0: "ok", 5: "no tests selected", 124: "timeout", 137: "timeout"}.get(rc, "failed")
+print(json.dumps(out))
+EOF
+    cat "$WORK/tests.json"; echo
+    summary tests "$WORK/tests.json"
+    local status=ok
+    case $rc in 0 | 5) ;; 124 | 137) status=timeout ;; *) status=failed ;; esac
+    phase tests "$status" $((SECONDS - t0))
+}
+
+# --- phase 2: inference benchmark ----------------------------------------------------------
+# The SuRGe models this checkout's benchmarks/infer.py knows (its --models choices other than the
+# peers): the paper config today, presets and shipped models where a later infer.py offers them.
+surge_models() {
+    "$PY" benchmarks/infer.py --help 2>/dev/null | "$PY" -c '
+import re, sys
+m = re.search(r"--models \{([^}]*)\}", sys.stdin.read())
+peers = {"rrdbnet", "srvgg-compact", "edsr-baseline"}
+print(" ".join(c for c in (m.group(1).split(",") if m else ["surge"]) if c not in peers))'
+}
+
+run_inference() {
+    local t0=$SECONDS runs=()
+    if [[ -n ${SURGE_INFER_ARGS:-} ]]; then
+        runs=("$SURGE_INFER_ARGS")
+    elif [[ $DRY == 1 ]]; then
+        runs=("--models surge --variants fp32-eager auto --lr-size 32 --repeats 1 --row-budget 1 --scaling 0.02 --set5-images 1 --no-compile --matmul-size 256")
+    else
+        # Two runs: the SuRGe models in fp32, fp16, bf16, the engine default and a CUDA graph, tiled
+        # 4 and 16 MP; then the peers in fp32, the default and a CUDA graph. Rows stop repeating after
+        # 4 s (best of 3 calls); each row is a child process, so the phase's time is mostly start-ups.
+        runs=("--models $(surge_models) --variants fp32-eager fp16 bf16 auto cudagraph --set5-images 2 --scaling 4 16 --row-budget 4 --repeats 3 --no-compile"
+              "--models srvgg-compact rrdbnet --variants fp32-eager auto cudagraph --set5-images 2 --scaling --row-budget 4 --repeats 3 --no-compile")
+    fi
+    local i rc=0 status=ok codes=() args left
+    for i in "${!runs[@]}"; do
+        left=$((INFER_TIMEOUT - (SECONDS - t0)))
+        if ((left < 10)); then
+            echo "device_session: warning: no time left in the inference phase for: ${runs[$i]}" >&2
+            codes+=(124); status=timeout; continue
+        fi
+        read -r -a args <<< "${runs[$i]}"
+        say "inference $((i + 1))/${#runs[@]}: benchmarks/infer.py --device $DEVICE ${args[*]} (timeout ${left}s)"
+        rc=0
+        timeout -k 5 "$left" "$PY" benchmarks/infer.py --device "$DEVICE" --data "$PACK" "${args[@]}" \
+            --json "$WORK/infer-$i.json" > "$WORK/infer-$i.out" 2> "$WORK/infer-$i.err" || rc=$?
+        cat "$WORK/infer-$i.err" "$WORK/infer-$i.out"
+        codes+=("$rc")
+        case $rc in 0) ;; 124 | 137) status=timeout ;; *) [[ $status == ok ]] && status=failed ;; esac
+    done
+    # Rows from each run's JSON, or, where a run was cut off, from the progress lines it printed.
+    CODES="${codes[*]}" STATUS=$status "$PY" - "$WORK" "${#runs[@]}" > "$WORK/inference.json" <<'EOF'
+import ast, json, os, re, sys
+work, count = sys.argv[1], int(sys.argv[2])
+codes = [int(c) for c in os.environ["CODES"].split()]
+out = {"status": os.environ["STATUS"], "exits": codes, "rows": [], "scaling": [], "runs": []}
+keep = ("model", "variant", "seconds", "setup_s", "runs", "clean_runs", "peak_rss_mb", "peak_cuda_mb", "error")
+def row(r):
+    return {k: v for k, v in r.items() if k in keep or k.startswith("psnr") or k.startswith("mpix") or k.startswith("gflop")}
+for i in range(count):
+    run = {"exit": codes[i] if i < len(codes) else None}
+    try:
+        saved = json.load(open(os.path.join(work, f"infer-{i}.json")))
+        rows, scaling = [row(r) for r in saved["rows"]], saved.get("scaling", [])
+        run.update(argv=saved.get("argv"), machine=saved.get("machine"), matmul=saved.get("matmul"), wall_s=saved.get("wall_s"))
+    except (OSError, ValueError, KeyError):
+        rows, scaling, run["partial"] = [], [], True
+        try:
+            lines = open(os.path.join(work, f"infer-{i}.err"), errors="replace").read().splitlines()
+        except OSError:
+            lines = []
+        for line in lines:
+            m = re.match(r"\[\s*\d+ s\] (\S+) (\S+): (\{.*\})\s*$", line)
+            if m and m.group(1) not in ("retry", "scaling", "matmul"):
+                try:
+                    rows.append(row({"model": m.group(1), "variant": m.group(2), **json.loads(m.group(3))}))
+                except ValueError:
+                    pass
+            m = re.match(r"\[\s*\d+ s\] scaling (\S+) MP: (\{.*\})\s*$", line)
+            if m:
+                try:
+                    scaling.append({"megapixels": float(m.group(1)), **ast.literal_eval(m.group(2))})
+                except (ValueError, SyntaxError):
+                    pass
+    out["rows"] += rows
+    out["scaling"] += scaling
+    out["runs"].append(run)
+print(json.dumps(out))
+EOF
+    summary inference "$WORK/inference.json"
+    phase inference "$status" $((SECONDS - t0))
+}
+
+# training_failed STATUS NOTE: the training key and phase when no run came to an end.
+training_failed() {
+    summary_json training "{\"status\": \"$1\", \"note\": \"$2\"}"
+    phase training "$1" $((SECONDS - T_TRAIN)) "$2"
+}
+
+run_training() {
+    T_TRAIN=$SECONDS
+    local t0=$SECONDS rc=0 run=$RUNS/run
+    shopt -s nullglob
+    local carried=("$CARRY"/state-*.safetensors)
+    shopt -u nullglob
+    local resumed=0
+    if ((${#carried[@]})); then
+        say "training: unpacking the carried state (${#carried[@]} part(s) in $CARRY)"
+        if "$PY" -m surge.training.travel unpack "$CARRY" "$run"; then
+            resumed=1
+        else
+            training_failed failed "the carried state in $CARRY could not be unpacked (see session.log)"
+            return
+        fi
+    fi
+    local dirs=("$PACK"/train/*/) list="" d
+    for d in "${dirs[@]}"; do [[ -d $d ]] && list+="${list:+, }\"${d%/}\""; done
+    local overrides=("data.train_dirs=[$list]" "data.val_dir=\"$PACK/benchmark/Set5\"" "data.workers=$WORKERS"
+                     "train.precision=$PRECISION" "train.device=$DEVICE")
+    if [[ -n ${SURGE_STEPS:-} ]]; then overrides+=("train.steps=$SURGE_STEPS"); fi
+    if [[ $DRY == 1 ]]; then
+        # 4 steps per call: a carried tiny run continues to its previous step + 4
+        local at=0
+        if ((resumed)); then at=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['start_step'])" "$run/travel.json"); fi
+        overrides+=(generator.preset=surge-tiny data.hr_size=64 data.batch_size=3 train.threads=1
+                    "train.steps=${SURGE_STEPS:-$((at + 4))}" train.val_every=1000 train.ckpt_every=1000)
+    fi
+    if "$PY" -c "import json,sys; sys.exit(not json.load(open(sys.argv[1])).get('data_pipeline_option'))" "$WORK/env.json"; then
+        overrides+=(data.pipeline=device)
+        echo "data.pipeline=device (this checkout has the option)"
+    fi
+    local minutes
+    minutes=$(awk -v l="$(left_s)" -v r="$RESERVE_S" 'BEGIN { m = (l - r) / 60; printf "%.2f", (m > 0 ? m : 0) }')
+    if awk -v m="$minutes" 'BEGIN { exit !(m < 0.2) }'; then
+        training_failed skipped "no time left ($(left_s) s, reserve $RESERVE_S s)"
+        return
+    fi
+    overrides+=("train.max_minutes=$minutes")
+    # train.max_minutes ends the run cleanly (checkpoint, validation); the hard limit only catches a
+    # hang: SIGTERM, which the trainer also answers with a checkpoint, then SIGKILL 20 s later.
+    local hard=$(($(left_s) - RESERVE_S / 2))
+    if ((resumed)); then
+        say "training: resume for up to $minutes min (hard limit ${hard}s): ${overrides[*]}"
+        # CONFIG is unused on resume (the state holds the config) but the command wants one
+        timeout -k 20 "$hard" "$PY" -m surge.train "$CONFIG" --resume "$run" "${overrides[@]}" || rc=$?
+    else
+        say "training: $CONFIG from its initialisation for up to $minutes min (hard limit ${hard}s): ${overrides[*]}"
+        timeout -k 20 "$hard" "$PY" -m surge.train --run-dir "$run" "$CONFIG" "${overrides[@]}" || rc=$?
+    fi
+    local train_s=$((SECONDS - t0))
+    # A spent budget or a stop signal ends a run with 130; either way last.pt holds the state.
+    if [[ ! -f $run/last.pt ]]; then
+        training_failed failed "training exited $rc without a checkpoint"
+        return
+    fi
+    [[ -f $run/log.csv ]] && cp "$run/log.csv" "$OUT/train-log.csv"
+    local name=${SURGE_NAME:-}
+    if [[ -z $name ]]; then
+        name=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['train']['name'])" "$run/config.json")
+    fi
+    say "export: $name.safetensors (float16) and the travel state"
+    "$PY" -m surge.training.travel export "$run" "$OUT/$name.safetensors" --dtype float16 \
+        || { phase export failed 0 "float16 export failed"; }
+    # The state gets what the other files leave of 64 MiB and 8 files (1 MiB kept for logs and summary).
+    local others=0 count=0 f
+    for f in "$OUT"/*; do
+        [[ -f $f && $f != "$OUT"/state-*.safetensors ]] || continue
+        others=$((others + $(stat -c %s "$f"))); count=$((count + 1))
+    done
+    [[ -f $OUT/summary.json ]] || count=$((count + 1))
+    [[ -f $OUT/session.log ]] || count=$((count + 1))
+    local budget_mib
+    budget_mib=$(awk -v o="$others" -v t="$OUT_MIB" 'BEGIN { printf "%.2f", t - 1 - o / 1048576 }')
+    "$PY" -m surge.training.travel pack "$run" "$OUT" --profile "$PROFILE" --budget-mib "$budget_mib" \
+        --part-mib "$PART_MIB" --max-parts $((MAX_FILES - count)) > "$WORK/pack.json" \
+        || { phase state failed 0 "travel state not written (see session.log)"; }
+    # Scores of the returned weights, if time is left (the trainer's own Set5 validation is in the log).
+    local eval_timeout=$(($(left_s) - 10))
+    if ((eval_timeout > 15)) && [[ -f $OUT/$name.safetensors ]]; then
+        local sets=() set
+        for set in Set5 Set14; do [[ -d $PACK/benchmark/$set ]] && sets+=("$set"); done
+        say "evaluation: $name.safetensors on ${sets[*]} (timeout ${eval_timeout}s)"
+        timeout -k 5 "$eval_timeout" "$PY" -m surge eval --model "$OUT/$name.safetensors" --data "$PACK/benchmark" \
+            --sets "${sets[@]}" --json "$WORK/eval.json" --device "$DEVICE" --quiet \
+            || echo "device_session: warning: evaluation failed or was cut off" >&2
+    fi
+    RC=$rc RESUMED=$resumed TRAIN_S=$train_s "$PY" - "$run" "$WORK/pack.json" "$WORK/eval.json" > "$WORK/training.json" <<'EOF'
+import csv, json, os, sys
+run, pack, evaluation = sys.argv[1:4]
+out = {"exit": int(os.environ["RC"]), "resumed": os.environ["RESUMED"] == "1", "seconds": int(os.environ["TRAIN_S"])}
+try:
+    p = json.load(open(pack))
+    lineage = p["lineage"]
+    out.update(end_step=p["step"], start_step=lineage[-1]["start_step"], steps=lineage[-1]["steps"],
+               state={"profile": p["profile"], "files": p["files"], "bytes": p["bytes"]}, lineage=lineage,
+               total_steps=sum(e["steps"] for e in lineage))
+except (OSError, ValueError, KeyError) as exc:
+    out["state_error"] = str(exc)
+try:
+    rows = list(csv.DictReader(open(os.path.join(run, "log.csv"))))
+    timed = [r for r in rows if r.get("seconds")]
+    out["val_psnr_y"] = [[int(r["step"]), float(r["val_psnr_y"])] for r in rows if r.get("val_psnr_y")]
+    if timed:
+        out["step_seconds_logged_median"] = sorted(float(r["seconds"]) for r in timed)[len(timed) // 2]
+        out["last_loss_g"] = float(timed[-1]["loss_g"])
+    runtime = json.load(open(os.path.join(run, "runtime.json")))
+    out["runtime"] = {k: runtime[-1].get(k) for k in ("device_name", "precision", "torch", "started")}
+except (OSError, ValueError, KeyError, IndexError):
+    pass
+if out.get("steps") and out["seconds"]:
+    out["steps_per_s_incl_startup"] = round(out["steps"] / out["seconds"], 3)
+    wall = out["lineage"][-1].get("wall_seconds") or 0
+    if wall > 0:  # the trainer's own clock: steps, checkpoints and validation, without start-up
+        out["steps_per_s"] = round(out["steps"] / wall, 3)
+try:
+    out["eval"] = json.load(open(evaluation))
+except (OSError, ValueError):
+    pass
+print(json.dumps(out))
+EOF
+    summary training "$WORK/training.json"
+    local status=ok note=""
+    if [[ $rc == 124 || $rc == 137 ]]; then status=failed note="training outlasted its hard limit and was stopped (state of its last checkpoint)"
+    elif [[ $rc != 0 && $rc != 130 ]]; then status=failed note="training exited $rc (state saved at its last checkpoint)"; fi
+    [[ -s $WORK/pack.json ]] || { status=failed; note="${note:+$note; }no travel state"; }
+    phase training "$status" $((SECONDS - t0)) "$note"
+}
+
+# --- limits of what comes back -----------------------------------------------------------------
+check_limits() {
+    "$PY" - "$OUT" "$MAX_FILES" "$PART_MIB" "$OUT_MIB" > "$WORK/limits.json" <<'EOF'
+import json, os, sys
+out, max_files, part_mib, out_mib = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+files = {n: os.path.getsize(os.path.join(out, n)) for n in sorted(os.listdir(out))}
+# the log grows until the script ends: a margin of 64 KiB for its last lines
+files.setdefault("session.log", 0)
+big = [n for n, s in files.items() if s > part_mib * 2**20]
+total = sum(files.values()) + 65536
+ok = len(files) <= max_files and not big and total <= out_mib * 2**20
+print(json.dumps({"ok": ok, "files": files, "count": len(files), "total_mib": round(total / 2**20, 2),
+                  "over_part_limit": big}))
+EOF
+    summary limits "$WORK/limits.json"
+    "$PY" -c "import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))['ok'] else 1)" "$WORK/limits.json" \
+        || { echo "device_session: error: \$OUT breaks the device tool's limits: $(cat "$WORK/limits.json")" >&2; FAILED=1; }
+}
+
+main() {
+    say "surge device session in $REPO -> $OUT"
+    PACK=$(cd "$PACK_ARG" 2>/dev/null && pwd) || { echo "device_session: error: $PACK_ARG: packed data not found (scripts/pack_data.py --out .pack, and carry it)" >&2; return 3; }
+    [[ -d $PACK/benchmark/Set5 ]] || { echo "device_session: error: $PACK/benchmark/Set5: not packed" >&2; return 3; }
+    summary_json started_utc "\"$(date -u +%FT%TZ)\""
+    environment
+    local why
+    why=$(DEVICE=$DEVICE "$PY" -c '
+import json, os, sys
+env = json.load(open(sys.argv[1]))
+if not str(env["modules"].get("torch", "missing"))[:1].isdigit():
+    print("no torch in this interpreter")
+elif os.environ["DEVICE"] == "cuda" and not env.get("gpu"):
+    print("no CUDA device visible (SURGE_DRY_RUN=1 runs the CPU rehearsal)")' "$WORK/env.json")
+    if [[ -n $why ]]; then echo "device_session: error: $PY: $why" >&2; return 3; fi
+    local p
+    for p in tests inference training; do
+        if [[ " ${SURGE_SKIP:-} " == *" $p "* ]]; then
+            summary_json "$p" '{"status": "skipped"}'
+            phase "$p" skipped 0 "SURGE_SKIP"
+            continue
+        fi
+        case $p in tests) run_tests ;; inference) run_inference ;; training) run_training ;; esac
+    done
+    say "done; in $OUT:"
+    ls -l "$OUT"
+    check_limits
+    return $FAILED
+}
+
+main 2>&1 | tee "$OUT/session.log"
+exit "${PIPESTATUS[0]}"

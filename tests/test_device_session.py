@@ -1,0 +1,168 @@
+"""scripts/device_session.sh end to end on CPU (SURGE_DRY_RUN=1): every phase, the limits of what a
+device call returns, and a second call that continues the first one's carried state.
+
+The real call needs a GPU (the device tool); the dry run swaps in the surge-tiny generator, 64 px
+crops, 4 steps per call and a 32 px inference benchmark, on a tiny packed data set.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import surge
+from surge.imaging.bicubic import imresize
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "device_session.sh"
+
+
+def _photo(rng, h: int, w: int) -> np.ndarray:
+    small = (rng.random((h // 4 + 1, w // 4 + 1, 3)) * 255).astype(np.uint8)
+    return np.asarray(Image.fromarray(small).resize((w, h), Image.BICUBIC))
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> Path:
+    """A packed tiny data set (train/A, Set5, Set14) and a folder of stand-in CUDA tests."""
+    root = tmp_path_factory.mktemp("session")
+    rng = np.random.default_rng(0)
+    src = root / "src"
+    (src / "train" / "A").mkdir(parents=True)
+    for i in range(4):  # 72x80: room for 64 px crops and the degradation kernels
+        Image.fromarray(_photo(rng, 72, 80)).save(src / "train" / "A" / f"{i}.png")
+    for name in ("Set5", "Set14"):
+        (src / name / "HR").mkdir(parents=True)
+        (src / name / "LR_bicubic_X4").mkdir()
+        for i in range(2):
+            hr = _photo(rng, 32, 40)
+            Image.fromarray(hr).save(src / name / "HR" / f"img{i}.png")
+            Image.fromarray(imresize(hr, 0.25)).save(src / name / "LR_bicubic_X4" / f"img{i}x4.png")
+    subprocess.run([sys.executable, str(REPO / "scripts" / "pack_data.py"), str(src / "train" / "A"), "--bench",
+                    str(src / "Set5"), str(src / "Set14"), "--out", str(root / "pack")],
+                   check=True, capture_output=True, timeout=120)
+    tests = root / "ctests"
+    tests.mkdir()
+    (tests / "test_gpu.py").write_text(
+        "import pytest\npytestmark = pytest.mark.cuda\n\ndef test_ok():\n    assert True\n\n"
+        "@pytest.mark.skip(reason='stands in for a test that needs a GPU')\ndef test_skipped():\n    pass\n")
+    (tests / "test_cpu.py").write_text("def test_not_selected():\n    assert False, 'ran without the cuda mark'\n")
+    return root
+
+
+def run_session(setup: Path, name: str, carry: Path | None = None, **env_extra: str) -> tuple[subprocess.CompletedProcess, Path]:
+    out = setup / name
+    env = {**os.environ, "OUT": str(out), "SURGE_DRY_RUN": "1", "SURGE_PYTHON": sys.executable,
+           "SURGE_PACK": str(setup / "pack"), "SURGE_CARRY": str(carry or setup / "no-carry"),
+           "SURGE_TEST_PATHS": str(setup / "ctests"), "SURGE_RUNS": str(setup / f"runs-{name}"), **env_extra}
+    proc = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=300)
+    return proc, out
+
+
+def check_limits(out: Path) -> None:
+    """What the device tool brings back: at most 8 flat files, each <= 16 MiB, <= 64 MiB together."""
+    files = list(out.iterdir())
+    assert all(f.is_file() for f in files)
+    assert len(files) <= 8
+    assert all(f.stat().st_size <= 16 * 2**20 for f in files)
+    assert sum(f.stat().st_size for f in files) <= 64 * 2**20
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["limits"]["ok"] is True and summary["limits"]["count"] == len(files)
+
+
+@pytest.mark.slow
+def test_dry_run_then_a_second_call_continues_the_carried_state(setup):
+    proc, out = run_session(setup, "first")
+    summary = json.loads((out / "summary.json").read_text())
+    phases = summary["phases"]
+    # The benchmark's fixed matmul/conv references can outlast its dry-run timeout on a loaded
+    # 2-core machine: that must be recorded, and must not stop the training phase.
+    failed = {k for k, v in phases.items() if v["status"] not in ("ok", "skipped")}
+    assert failed <= {"inference"}, phases
+    assert proc.returncode == (1 if failed else 0), proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert {"environment", "tests", "inference", "training"} <= summary.keys()
+    assert summary["environment"]["device"] == "cpu" and summary["environment"]["modules"]["torch"][0].isdigit()
+    assert {k: summary["tests"][k] for k in ("passed", "failed", "skipped")} == {"passed": 1, "failed": 0, "skipped": 1}
+    inference = summary["inference"]
+    if inference["status"] == "ok":
+        assert {(r["model"], r["variant"]) for r in inference["rows"]} == {("surge", "fp32-eager"), ("surge", "auto")}
+    else:
+        assert inference["status"] == "timeout" and "rows" in inference
+    training = summary["training"]
+    assert (training["start_step"], training["end_step"], training["steps"], training["total_steps"]) == (0, 4, 4, 4)
+    assert training["state"]["profile"] == "exact" and training["resumed"] is False
+    assert training["val_psnr_y"] and training["val_psnr_y"][-1][0] == 4
+    assert training["eval"]["Set5"]["images"] == 2
+    check_limits(out)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(["summary.json", "session.log", "train-log.csv", "gpu-real-psnr.safetensors",
+                            *training["state"]["files"]])
+    model = surge.load_model(out / "gpu-real-psnr.safetensors", device="cpu")
+    assert model.provenance["storage"].startswith("float16") and model.provenance["steps"] == 4
+    log = (out / "session.log").read_text()
+    assert "tests: pytest -m cuda" in log and "inference 1/1: benchmarks/infer.py --device cpu" in log
+
+    # Second call: the returned state parts carried in; tests and benchmark skipped to save time.
+    carry = setup / "carry"
+    carry.mkdir()
+    for name in training["state"]["files"]:
+        shutil.copy(out / name, carry / name)
+    proc, out2 = run_session(setup, "second", carry=carry, SURGE_SKIP="tests inference")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    again = json.loads((out2 / "summary.json").read_text())
+    assert again["tests"] == {"status": "skipped"} and again["phases"]["inference"]["status"] == "skipped"
+    t2 = again["training"]
+    assert t2["resumed"] is True
+    assert (t2["start_step"], t2["end_step"], t2["steps"], t2["total_steps"]) == (4, 8, 4, 8)
+    assert [(e["session"], e["start_step"], e["end_step"], e["restored"]) for e in t2["lineage"]] == [
+        (0, 0, 4, "none"), (1, 4, 8, "exact")]
+    assert t2["lineage"][0] == training["lineage"][0]  # the first session's record travels unchanged
+    check_limits(out2)
+    provenance = surge.load_model(out2 / "gpu-real-psnr.safetensors", device="cpu").provenance
+    assert provenance["steps"] == 8 and [s["steps"] for s in provenance["sessions"]] == [4, 4]
+
+
+@pytest.mark.slow
+def test_a_corrupt_carried_state_fails_the_training_phase_only(setup, tmp_path):
+    carry = tmp_path / "carry"
+    carry.mkdir()
+    (carry / "state-00.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    proc, out = run_session(setup, "corrupt", carry=carry, SURGE_SKIP="inference")
+    assert proc.returncode == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["phases"]["tests"]["status"] == "ok" and summary["tests"]["passed"] == 1
+    assert summary["training"]["status"] == "failed" and "could not be unpacked" in summary["training"]["note"]
+    assert "state-00.safetensors" in (out / "session.log").read_text()  # the error names the file
+    check_limits(out)
+
+
+def test_missing_pack_is_a_clear_error(tmp_path):
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "SURGE_PACK": str(tmp_path / "missing"),
+           "SURGE_PYTHON": sys.executable, "SURGE_DRY_RUN": "1"}
+    proc = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3
+    assert "packed data not found" in proc.stdout and str(tmp_path / "missing") in proc.stdout
+
+
+@pytest.mark.slow
+def test_the_file_limit_is_enforced(setup):
+    """With 4 files already in $OUT the weights, logs and summary make 8: the state has no room, and
+    is refused rather than written past the limit; the call says so."""
+    out = setup / "crowded"
+    out.mkdir()
+    for i in range(4):
+        (out / f"extra-{i}.txt").write_text("x")
+    proc, out = run_session(setup, "crowded", SURGE_SKIP="tests inference")
+    assert proc.returncode == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["phases"]["training"]["status"] == "failed"
+    assert not list(out.glob("state-*.safetensors"))
+    assert len(list(out.iterdir())) == 8 and summary["limits"]["ok"] is True
+    assert "no travel-state profile fits" in (out / "session.log").read_text()
+    assert "in 0 file(s)" in (out / "session.log").read_text()
