@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "export": "Export a model to ONNX.",
     "interpolate": "Blend two models' weights (network interpolation): PSNR model + its GAN fine-tune.",
     "degrade": "Make a real-world benchmark: blurred, noisy, JPEG-compressed LR from benchmark sets' HR.",
+    "serve": "A local web page and HTTP API for upscaling (drag and drop, before/after, download).",
 }
 
 
