@@ -14,7 +14,8 @@ from pathlib import Path
 import surge
 from surge import PRECISIONS
 from surge.cli.untrained import add_allow_untrained, refuse_untrained
-from surge.errors import DatasetError
+from surge.atomic import check_writable
+from surge.errors import DatasetError, ImageWriteError
 from surge.evaluation.metrics import Y_CONVENTIONS
 
 DEFAULT_DATA = Path("..") / "shared" / "datasets" / "benchmark"
@@ -70,6 +71,7 @@ def protocol_line(y_convention: str, crop: int, perceptual: tuple[str, ...] = ()
 
 
 def run(args: argparse.Namespace) -> int:
+    from surge.cli.messages import printable_lines
     from surge.evaluation.report import format_eval_table, format_skipped
     from surge.evaluation.runner import (
         Predictor, all_complete, evaluate, refuse_output_over_inputs, resolve_sets, results_to_dict, write_json,
@@ -84,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     refuse_untrained(predictor.model, args.allow_untrained)
     if args.json is not None:  # before any work: the scores must not replace an image or the model
         refuse_output_over_inputs(args.json, resolve_sets(data, args.sets, predictor.scale), [Path(args.model)])
+        check_writable(args.json, ImageWriteError)
     print(f"model {predictor.describe()} on {data}", flush=True)
     perceptual = tuple(m for m in METRICS if m in args.metrics and m not in ("psnr", "ssim"))
     print(f"protocol: {protocol_line(args.y_convention, crop, perceptual)}", flush=True)
@@ -91,13 +94,14 @@ def run(args: argparse.Namespace) -> int:
         predictor, data, args.sets, save_sr=args.save_sr, crop=crop, y_convention=args.y_convention,
         rgb=args.rgb, perceptual_metrics=perceptual, progress=not args.quiet,
     )
-    print(format_eval_table(results, rgb=args.rgb))
+    print(printable_lines(format_eval_table(results, rgb=args.rgb)))
     skipped = format_skipped(results)
     if skipped:
-        print(skipped, file=sys.stderr)
+        print(printable_lines(skipped), file=sys.stderr)
     if args.json is not None:
         write_json(results_to_dict(results), args.json)
         print(f"wrote {args.json}")
     if args.save_sr is not None:
         print(f"saved SR images under {args.save_sr}")
-    return 0 if all_complete(results.values()) else 1
+    every_metric = not any(r.unmeasured for r in results.values())
+    return 0 if all_complete(results.values()) and every_metric else 1

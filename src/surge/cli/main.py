@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 
 # Subcommand name -> module under surge.cli. Imported lazily so `surge --help` stays fast
@@ -65,6 +66,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from surge.atomic import Terminated, handle_sigterm
+    from surge.cli.messages import printable
     from surge.errors import SurgeError
 
     if argv is None:
@@ -80,10 +83,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args._run(args) or 0)
+        with handle_sigterm():  # `timeout`, `docker stop`, systemd: unwind and clean up as on Ctrl-C
+            return int(args._run(args) or 0)
     except SurgeError as exc:
-        print(f"surge: error: {exc}", file=sys.stderr)
+        print(printable(f"surge: error: {exc}"), file=sys.stderr)
         return 2
+    except Terminated:
+        print("surge: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("surge: interrupted", file=sys.stderr)
         return 130

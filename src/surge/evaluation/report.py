@@ -59,6 +59,9 @@ def format_skipped(results: dict[str, SetResult]) -> str:
     """Lines naming every skipped image and why; empty when every image was measured."""
     lines = []
     for name, r in results.items():
+        if r.unmeasured:
+            lines.append(f"* {name}: some images could not be measured with every metric (those means are over fewer images)")
+            lines.extend(f"    not measured {s.name}: {s.reason}" for s in r.unmeasured)
         if r.complete:
             continue
         if r.images == 0:
@@ -290,8 +293,12 @@ def load_results_json(path: str | os.PathLike) -> list[ModelEntry]:
         raise DatasetError(f"{path}: results file not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DatasetError(f"{path}: not a readable JSON results file ({exc.__class__.__name__}: {exc})") from None
-    if not isinstance(data, dict) or not data:
-        raise DatasetError(f"{path}: expected a JSON object of results, got {type(data).__name__}")
+    if not isinstance(data, dict):
+        kinds = {list: "a JSON array", str: "a JSON string", bool: "true/false", type(None): "null"}
+        kind = kinds.get(type(data), "a JSON number")
+        raise DatasetError(f"{path}: expected a JSON object of results ({{set: result}}, from `surge eval --json`), got {kind}")
+    if not data:
+        raise DatasetError(f"{path}: holds no results (an empty JSON object); give a `surge eval --json` file")
 
     def entry(name: str | None, sets: dict) -> ModelEntry:
         if not isinstance(sets, dict) or not all(isinstance(v, dict) for v in sets.values()):

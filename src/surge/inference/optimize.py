@@ -318,9 +318,13 @@ def check_equivalent(reference: nn.Module, candidate: nn.Module, tolerance: floa
     reference.eval()
     try:
         with torch.inference_mode():
-            diff = (reference(x).float() - candidate(x).float()).abs().max().item()
+            want = reference(x).float()
+            diff = (want - candidate(x).float()).abs().max().item()
     finally:
         reference.train(was_training)
+    if not bool(torch.isfinite(want).all()):  # the weights, not the rewrite
+        raise OptimizationError(f"{type(reference).__name__}: the network itself outputs NaN or inf on a plain input; "
+                                "its weights are damaged (a diverged run?)")
     if not diff <= tolerance:  # also catches NaN
         raise OptimizationError(
             f"inference rewrite of {type(reference).__name__} changed its output by {diff:.3g} (> {tolerance:g}); "
