@@ -28,75 +28,38 @@ import sys
 import tempfile
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-import surge
 from surge import BACKENDS, PRECISIONS
-from surge.cli.untrained import add_allow_untrained, refuse_untrained
-from surge.errors import ImageWriteError, OutputExistsError, SurgeError
-from surge.imaging.bicubic import imresize_torch
+from surge.cli.untrained import add_allow_untrained
+from surge.errors import SurgeError
 from surge.inference.image_io import (
-    ANIMATED_INPUT_FORMATS,
-    ANIMATED_OUTPUT_FORMATS,
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
     JPEG_QUALITY,
-    ImageMeta,
     OUTPUT_FORMATS,
+    ImageMeta,
     check_writable_dir,
-    output_format,
-    quantise,
-    read_frames,
-    read_image,
-    write_animation,
-    write_image,
 )
-from surge.models.registry import REAL_WORLD_COUNTERPART, bundled_path, default_model_name
+from surge.inference.pipeline import (
+    COMPRESSED_MODEL,
+    COMPRESSED_QUALITY,
+    FILE_ERRORS,
+    Job,
+    UpscaleOptions,
+    Upscaler,
+    describe_error,
+    is_compressed,
+    output_file,
+    plan_jobs,
+)
+from surge.models.registry import REAL_WORLD_COUNTERPART
 
 EXTENSIONS = ("png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp", "avif", "heic", "same")
-# At this JPEG quality and below, surge-x4-real-psnr beat the models trained on clean LR on photos
-# outside the reported sets (quality 80: yes, 90: no; scripts/jpeg_sweep.py, docs/results/real-world.md).
-COMPRESSED_QUALITY = 85
-COMPRESSED_MODEL = "surge-x4-real-psnr"
-
-
-@dataclass(frozen=True)
-class Job:
-    source: Path
-    target: Path
-
-    @cached_property
-    def format(self) -> str:
-        """The output's format (from the target's extension), looked up once per file."""
-        return output_format(self.target)
-
-
-@dataclass
-class Models:
-    """The model for each file: ``main``, or with --real-for-jpeg ``for_jpeg`` (``main``'s
-    real-world counterpart) for JPEGs of quality <= COMPRESSED_QUALITY."""
-
-    main: object
-    main_name: str
-    for_jpeg: object | None = None
-    for_jpeg_name: str | None = None
-
-    def pick(self, meta: ImageMeta) -> tuple[object, str]:
-        """The model for a file, and the name its output's Software tag gives it."""
-        if self.for_jpeg is not None and _compressed(meta):
-            return self.for_jpeg, self.for_jpeg_name
-        return self.main, Path(self.main_name).name  # a file: its name, not the user's folders
-
-
-def _compressed(meta: ImageMeta) -> bool:
-    return meta.jpeg_quality is not None and meta.jpeg_quality <= COMPRESSED_QUALITY
-
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders; - reads one image from stdin")
@@ -174,138 +137,6 @@ def _tile_arg(text: str) -> int | str | None:
     return _non_negative(text) or None
 
 
-# --- planning ------------------------------------------------------------------------
-
-
-def _walk(folder: Path, recursive: bool, skip: Path, errors: list[str], notes: list[str]) -> list[Path]:
-    """Image files under ``folder``, sorted, excluding anything inside the output folder
-    (so re-running with -o inside an input folder never upscales earlier outputs).
-
-    Symlinked folders are followed, each real folder once: a link to a parent would
-    otherwise loop forever, and one to a sibling would upscale its images twice (a note
-    says which). A folder that can be reached without links is walked under that path,
-    whatever order the file system lists folders in, so its outputs keep its own name.
-    A folder that cannot be listed is an error, not a silent gap.
-    """
-    files, walked = [], {}
-    own_path = _link_free_paths(folder, skip) if recursive else {}
-
-    def unreadable(exc: OSError) -> None:
-        errors.append(f"{exc.filename}: cannot read folder ({exc.strerror or exc})")
-
-    for top, dirs, names in os.walk(folder, onerror=unreadable, followlinks=True):
-        dirs.sort()  # links reaching only link-only folders: the first in name order walks them
-        real = Path(top).resolve()
-        if _is_within(real, skip):
-            dirs.clear()
-            continue
-        owner = walked.get(real, own_path.get(real, top))
-        if owner != top:
-            notes.append(f"{top}: same folder as {owner} (symbolic link), walked once")
-            dirs.clear()
-            continue
-        walked[real] = top
-        if not recursive:
-            dirs.clear()
-        for name in names:
-            path = Path(top, name)
-            if path.suffix.lower() in IMAGE_EXTENSIONS and not name.startswith(".") and path.is_file():
-                if not _is_within(path.resolve(), skip):
-                    files.append(path)
-    return sorted(files)
-
-
-def _link_free_paths(folder: Path, skip: Path) -> dict[Path, str]:
-    """Each real folder under ``folder`` reachable without following links -> that path."""
-    paths: dict[Path, str] = {}
-    for top, dirs, _ in os.walk(folder):  # symlinked folders are listed, not entered
-        real = Path(top).resolve()
-        if _is_within(real, skip):
-            dirs.clear()
-            continue
-        paths.setdefault(real, top)
-    return paths
-
-
-def _is_within(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
-def _target(source: Path, relative_dir: Path, args) -> Path:
-    ext = source.suffix.lower() if args.ext == "same" else f".{args.ext}"
-    if ext not in OUTPUT_FORMATS:  # e.g. GIF: read, not written
-        ext = ".png"
-    suffix = args.suffix if args.suffix is not None else f"_x{args.outscale or 4:g}"
-    return args.output / relative_dir / f"{source.stem}{suffix}{ext}"
-
-
-def output_file(args) -> Path | None:
-    """``-o`` when it names a file (an image extension, not an existing folder), else None."""
-    out = args.output
-    if out.suffix.lower() in (*OUTPUT_FORMATS, *IMAGE_EXTENSIONS) and not out.is_dir():
-        return out
-    return None
-
-
-def _single_file_job(args) -> Job:
-    inputs = list(map(Path, args.inputs))
-    if len(inputs) != 1 or inputs[0].is_dir():
-        given = f"{len(inputs)} inputs" if len(inputs) != 1 else f"folder {inputs[0]}"
-        raise SurgeError(f"{args.output}: -o names a file, which takes exactly one input file (got {given}); give an output folder instead")
-    output_format(args.output)  # an unsupported extension fails here, before any work
-    return Job(inputs[0], args.output)
-
-
-def plan_jobs(args, notes: list[str] | None = None) -> tuple[list[Job], list[str]]:
-    """(jobs, errors): every input file with its output path; problems found on the way.
-    Remarks that are not errors (a folder reached twice through links) go to ``notes``."""
-    notes = [] if notes is None else notes
-    if output_file(args) is not None:
-        job = _single_file_job(args)
-        if not job.source.exists():
-            return [], [f"{job.source}: no such file or folder"]
-        return _refuse_clashes([job], [])
-    out_root = args.output.resolve()
-    jobs, errors = [], []
-    for given in map(Path, args.inputs):
-        if given.is_dir():
-            reported = len(errors)
-            found = _walk(given, args.recursive, out_root, errors, notes)
-            if not found and len(errors) == reported:  # an unreadable folder is reported already
-                errors.append(f"{given}: no image files found ({', '.join(IMAGE_EXTENSIONS)})")
-            jobs += [Job(f, _target(f, f.parent.relative_to(given), args)) for f in found]
-        elif given.exists():
-            jobs.append(Job(given, _target(given, Path(), args)))
-        else:
-            errors.append(f"{given}: no such file or folder")
-    return _refuse_clashes(jobs, errors)
-
-
-def _refuse_clashes(jobs: list[Job], errors: list[str]) -> tuple[list[Job], list[str]]:
-    """Drop jobs whose output would be an input file, or another job's output."""
-    inputs = {job.source.resolve(): job.source for job in jobs}
-    taken: dict[Path, Path] = {}
-    kept = []
-    for job in jobs:
-        target = job.target.resolve()
-        if target in inputs or _same_existing_file(target, job.source):
-            errors.append(f"{job.source}: output {job.target} would overwrite input {inputs.get(target, job.source)}; refused (change -o or --suffix)")
-        elif target in taken:
-            errors.append(f"{job.source}: output {job.target} is also the output of {taken[target]}; refused (use --ext same or rename)")
-        else:
-            taken[target] = job.source
-            kept.append(job)
-    return kept, errors
-
-
-def _same_existing_file(a: Path, b: Path) -> bool:
-    # Hard links and bind mounts: resolve() cannot see that two paths are one file.
-    try:
-        return a.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
 # --- running -------------------------------------------------------------------------
 
 
@@ -364,32 +195,39 @@ def _aliased(message: str) -> str:
     return message
 
 
+def options_from_args(args) -> UpscaleOptions:
+    """The library's options from the parsed command line (same names)."""
+    return UpscaleOptions(**{f.name: getattr(args, f.name) for f in fields(UpscaleOptions)})
+
+
 def _run(args) -> int:
+    options = options_from_args(args)
     notes: list[str] = []
-    jobs, errors = plan_jobs(args, notes)
+    jobs, errors = plan_jobs(args.inputs, args.output, options, args.recursive, notes)
     for message in notes:
         _warn(message)
     for message in errors:
         _error(message)
     if not jobs:
         return 1
-    single = output_file(args)
+    single = output_file(args.output)
     # Once, before loading a model: exit 2 if not writable, or if --ext names a format this
     # install cannot write (with --ext same such files fail one by one, as their inputs would).
     check_writable_dir(single.parent if single is not None else args.output)
     if single is None and args.ext != "same":
         jobs[0].format  # noqa: B018 - raises for a format this install cannot write
-    models = _load_models(args)
+    upscaler = Upscaler(options)
+    upscaler.load()  # model errors: exit 2, before any work
     compressed: list[tuple[Path, int]] = []
-    done, skipped, failed = _process(jobs, models, args, compressed)
+    done, skipped, failed = _process(jobs, upscaler, args, compressed)
     if not args.quiet:
-        if compressed and models.for_jpeg is not None:
-            print(f"surge: {len(compressed)} JPEG(s) of quality <= {COMPRESSED_QUALITY} upscaled with {models.for_jpeg_name}",
+        if compressed and upscaler.for_jpeg_name is not None:
+            print(f"surge: {len(compressed)} JPEG(s) of quality <= {COMPRESSED_QUALITY} upscaled with {upscaler.for_jpeg_name}",
                   file=sys.stderr)
-        elif compressed and _trained_on_clean_lr(models.main):
+        elif compressed and _trained_on_clean_lr(upscaler.main_model):
             path, quality = compressed[0]
             more = f" and {len(compressed) - 1} more" if len(compressed) > 1 else ""
-            name = models.main_name
+            name = upscaler.main_name
             fix = ("--real-for-jpeg upscales them with " + REAL_WORLD_COUNTERPART[name] if name in REAL_WORLD_COUNTERPART
                    else f"--model {COMPRESSED_MODEL} removes them")
             print(f"surge: note: {_aliased(str(path))} (JPEG quality ~{quality}){more}: this model was trained on clean input and "
@@ -406,47 +244,7 @@ def _trained_on_clean_lr(model) -> bool:
     return "stage" in provenance and provenance.get("degradation") is None
 
 
-def _load_models(args) -> Models:
-    """The model(s) for the batch, before any work; a model without a real-world counterpart
-    and --real-for-jpeg is a usage error."""
-    name = _model_name(args)
-    if args.real_for_jpeg is None:  # on for the default model, when its counterpart is installed
-        counterpart = REAL_WORLD_COUNTERPART.get(name)
-        args.real_for_jpeg = args.model in (None, "default") and counterpart is not None and bundled_path(counterpart) is not None
-    if not args.real_for_jpeg:
-        return Models(_load_model(args, name), str(name))
-    if name not in REAL_WORLD_COUNTERPART:
-        raise SurgeError(f"--real-for-jpeg: {name} has no real-world counterpart (it works with "
-                         f"{' and '.join(REAL_WORLD_COUNTERPART)}; or give --model {COMPRESSED_MODEL} for every file)")
-    counterpart = REAL_WORLD_COUNTERPART[name]
-    return Models(_load_model(args, name), name, _load_model(args, counterpart), counterpart)
-
-
-def _model_name(args) -> str:
-    return default_model_name() if args.model in (None, "default") else args.model
-
-
-def _load_model(args, name):
-    """A model, loaded once (it keeps its inference copy across all files); fixes
-    ``args.backend`` and checks, before any work, what running it will need."""
-    is_onnx = str(name).lower().endswith(".onnx")
-    args.backend = args.backend or ("onnxruntime" if is_onnx else "torch")
-    if is_onnx:
-        if args.backend != "onnxruntime":
-            raise SurgeError(f"{name}: an ONNX file runs with --backend onnxruntime, not {args.backend}")
-        from surge.inference.onnx_backend import load_onnx_model
-
-        model = load_onnx_model(name, device=args.device)
-    else:
-        model = surge.load_model(name, device=args.device, precision=args.precision)
-        refuse_untrained(model, args.allow_untrained)
-    model.prepare(precision=args.precision, backend=args.backend)
-    if args.overlap is None and args.tile is not None:
-        model.receptive_radius  # noqa: B018 - an ONNX file without it fails here, once
-    return model
-
-
-def _process(jobs: list[Job], models: Models, args, compressed: list[tuple[Path, int]]) -> tuple[int, int, int]:
+def _process(jobs: list[Job], upscaler: Upscaler, args, compressed: list[tuple[Path, int]]) -> tuple[int, int, int]:
     """(done, skipped, failed); JPEG inputs of quality <= COMPRESSED_QUALITY go to ``compressed``.
 
     The network runs on this thread, one file after another; the next file is decoded and
@@ -454,6 +252,7 @@ def _process(jobs: list[Job], models: Models, args, compressed: list[tuple[Path,
     the GIL). Encoding a 4x PNG can take longer than a GPU takes to compute it, so without this a
     GPU batch would mostly wait on zlib. Outputs waiting to be written are bounded in number
     (``--io-threads``) and bytes (PENDING_OUTPUT_BYTES), so memory stays that of a few images.
+    Each stage is the library's (:class:`surge.inference.pipeline.Upscaler`).
     """
     show = not args.quiet
     # Bars only on a terminal: in logs and pipes their carriage returns are just noise.
@@ -467,27 +266,26 @@ def _process(jobs: list[Job], models: Models, args, compressed: list[tuple[Path,
         else:
             todo.append(job)
     threads = _io_threads(args)
-    with _Writes(threads, compressed) as writes, ThreadPoolExecutor(max_workers=1, thread_name_prefix="surge-read") as reader:
-        following = reader.submit(_read_job, todo[0], args) if todo and threads else None
+    with _Writes(threads, compressed, upscaler) as writes, ThreadPoolExecutor(max_workers=1, thread_name_prefix="surge-read") as reader:
+        following = reader.submit(_read_job, todo[0], upscaler) if todo and threads else None
         bar = tqdm(todo, desc="images", unit="img", file=sys.stderr, disable=not bars or len(todo) <= 1)
         for index, job in enumerate(bar):
             read, following = following, None
             if threads and index + 1 < len(todo):
-                following = reader.submit(_read_job, todo[index + 1], args)  # decoded while this one computes
+                following = reader.submit(_read_job, todo[index + 1], upscaler)  # decoded while this one computes
             try:
-                frames, meta = read.result() if read is not None else _read_job(job, args)
-                model, model_name = models.pick(meta)
-                meta.software = f"surge {surge.__version__} ({model_name})"
-                results = _compute(frames, meta, job, model, args, progress=bars)
+                frames, meta = read.result() if read is not None else _read_job(job, upscaler)
+                model, _ = upscaler.pick(meta)
+                results = _compute(frames, meta, job, model, upscaler, progress=bars)
             except _FILE_ERRORS as exc:
                 writes.fail(job, exc)
                 continue
-            writes.submit(job, results, meta, args)
+            writes.submit(job, results, meta)
     return writes.done, skipped, writes.failed
 
 
 # Per-file failures: reported on one line each, and the batch goes on.
-_FILE_ERRORS = (SurgeError, RuntimeError, MemoryError)
+_FILE_ERRORS = FILE_ERRORS
 # Outputs computed but not yet written, at most; a larger one is written before the next file is computed.
 PENDING_OUTPUT_BYTES = 512 * 2**20
 
@@ -506,8 +304,8 @@ class _Writes:
     """Outputs being written: on ``threads`` threads (0: right away on this one), settled in
     submission order, each ending as done or failed with its one-line message."""
 
-    def __init__(self, threads: int, compressed: list[tuple[Path, int]]):
-        self.threads, self.compressed = threads, compressed
+    def __init__(self, threads: int, compressed: list[tuple[Path, int]], upscaler: Upscaler):
+        self.threads, self.compressed, self.upscaler = threads, compressed, upscaler
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="surge-write") if threads else None
         self.pending: deque[tuple[Job, ImageMeta, int, Future]] = deque()
         self.done = self.failed = 0
@@ -523,31 +321,26 @@ class _Writes:
             if self.pool is not None:
                 self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def submit(self, job: Job, results: list[np.ndarray], meta: ImageMeta, args) -> None:
+    def submit(self, job: Job, results: list[np.ndarray], meta: ImageMeta) -> None:
         if self.pool is None:
             try:
-                _write_job(results, job, meta, args)
+                _write_job(results, job, meta, self.upscaler)
             except _FILE_ERRORS as exc:
                 self.fail(job, exc)
             else:
                 self._succeed(job, meta)
             return
         size = sum(r.nbytes for r in results)
-        self.pending.append((job, meta, size, self.pool.submit(_write_job, results, job, meta, args)))
+        self.pending.append((job, meta, size, self.pool.submit(_write_job, results, job, meta, self.upscaler)))
         self._settle(keep=self.threads)
 
     def fail(self, job: Job, exc: BaseException) -> None:
         self.failed += 1
-        if isinstance(exc, OutputExistsError):
-            _error(f"{exc}; use --overwrite to replace it")
-        elif isinstance(exc, SurgeError):
-            _error(str(exc))
-        else:  # e.g. out of memory: the next file may fit
-            _error(f"{job.source}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        _error(describe_error(job.source, exc))
 
     def _succeed(self, job: Job, meta: ImageMeta) -> None:
         self.done += 1
-        if _compressed(meta):
+        if is_compressed(meta):
             self.compressed.append((job.source, meta.jpeg_quality))
 
     def _settle(self, keep: int) -> None:
@@ -563,58 +356,19 @@ class _Writes:
                 self._succeed(job, meta)
 
 
-def _read_job(job: Job, args) -> tuple[list[np.ndarray], ImageMeta]:
-    if job.format in ANIMATED_OUTPUT_FORMATS:
-        return read_frames(job.source, max_pixels=args.max_pixels)
-    array, meta = read_image(job.source, max_pixels=args.max_pixels)
-    return [array], meta
+# The stages, as module functions so tests can watch and slow them.
+def _read_job(job: Job, upscaler: Upscaler) -> tuple[list[np.ndarray], ImageMeta]:
+    return upscaler.read(job)
 
 
-def _compute(frames: list[np.ndarray], meta: ImageMeta, job: Job, model, args, progress: bool) -> list[np.ndarray]:
-    if len(frames) < meta.frames:
-        hint = ""
-        if meta.format in ANIMATED_INPUT_FORMATS and job.format not in ANIMATED_OUTPUT_FORMATS:
-            hint = f" ({job.format} holds one frame; --ext png or webp keeps them all)"
-        _warn(f"{job.source}: has {meta.frames} frames/pages; only the first was upscaled{hint}")
-    bar = tqdm(frames, desc="frames", unit="frame", file=sys.stderr, leave=False, disable=not progress or len(frames) == 1)
-    return [_upscale_array(frame, job, model, args, progress and len(frames) == 1) for frame in bar]
+def _compute(frames: list[np.ndarray], meta: ImageMeta, job: Job, model, upscaler: Upscaler, progress: bool) -> list[np.ndarray]:
+    for message in upscaler.frame_warnings(job, meta, len(frames)):
+        _warn(message)
+    return upscaler.compute(frames, job, model, progress=progress)
 
 
-def _write_job(results: list[np.ndarray], job: Job, meta: ImageMeta, args) -> None:
-    try:
-        if len(results) > 1:
-            write_animation(results, job.target, meta, quality=args.quality, overwrite=args.overwrite)
-        else:
-            write_image(results[0], job.target, meta, quality=args.quality, overwrite=args.overwrite)
-    except ImageWriteError as exc:
-        raise type(exc)(f"{job.source}: {exc}") from None
-
-
-def _upscale_array(array: np.ndarray, job: Job, model, args, progress: bool) -> np.ndarray:
-    # Untiled, context is irrelevant; not asking for it lets a graph without a known radius run.
-    overlap = 0 if args.overlap is None and args.tile is None else args.overlap
-    try:
-        result = surge.upscale(array, model=model, tile=args.tile, overlap=overlap, progress=progress,
-                               batch_size=args.batch_size, backend=args.backend, self_ensemble=args.self_ensemble)
-    except SurgeError as exc:
-        raise type(exc)(f"{job.source}: {exc}") from None
-    if args.outscale is not None:
-        result = resize(result, (max(1, round(array.shape[0] * args.outscale)), max(1, round(array.shape[1] * args.outscale))))
-    return result
-
-
-def resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """An image array (any layout and dtype :func:`read_image` gives) resized to ``size`` =
-    (height, width) with MATLAB bicubic, in float, clamped and re-quantised once."""
-    if array.shape[:2] == tuple(size):
-        return array
-    x = array.astype(np.float32)
-    if array.dtype.kind != "f":
-        x /= np.float32(np.iinfo(array.dtype).max)
-    planes = torch.from_numpy(x[None] if array.ndim == 2 else np.moveaxis(x, -1, 0))
-    out = imresize_torch(planes, out_size=tuple(size)).clamp_(0.0, 1.0).numpy()
-    out = out[0] if array.ndim == 2 else np.moveaxis(out, 0, -1)
-    return out.astype(array.dtype) if array.dtype.kind == "f" else quantise(out, array.dtype)
+def _write_job(results: list[np.ndarray], job: Job, meta: ImageMeta, upscaler: Upscaler) -> None:
+    upscaler.write(results, job, meta)
 
 
 def _error(message: str) -> None:

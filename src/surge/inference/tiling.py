@@ -207,22 +207,28 @@ def run_tiled(
     overlap: int,
     encode: Encoder | None = None,
     batch_size: int = 1,
-    progress: bool = False,
+    progress: bool | Callable[[int, int], None] = False,
 ) -> np.ndarray:
     """Upscale ``image`` (H, W, C float32 in [0, 1]) tile by tile into ``out``.
 
     ``out`` is a preallocated host array of shape (scale*H, scale*W, ...) in any dtype;
     ``encode`` turns each tile's float (h, w, C) result into what ``out`` stores
     (quantisation, grey conversion), so no full-size float copy is ever made.
+    ``progress``: True for a tqdm bar on stderr (when there are several tiles), or a
+    callable(done, total) called with (0, tiles) first and after each batch of tiles.
     """
     height, width = image.shape[:2]
     if out.shape[:2] != (height * scale, width * scale):
         raise ValueError(f"output array is {out.shape[:2]}, expected {(height * scale, width * scale)}")
     tiles = plan_tiles(height, width, tile, overlap)
+    report = progress if callable(progress) else None
     bar = tqdm(
         total=len(tiles), desc="tiles", unit="tile", leave=False, file=sys.stderr,
-        disable=not progress or len(tiles) <= 1,
+        disable=report is not None or not progress or len(tiles) <= 1,
     )
+    done = 0
+    if report is not None:
+        report(0, len(tiles))
     with bar:
         for batch in _batches(tiles, batch_size):
             x = np.stack([image[t.context].transpose(2, 0, 1) for t in batch])
@@ -230,6 +236,9 @@ def run_tiled(
             for t, sr in zip(batch, y):
                 _stitch(out, t, sr, scale, encode)
             bar.update(len(batch))
+            done += len(batch)
+            if report is not None:
+                report(done, len(tiles))
     return out
 
 

@@ -17,6 +17,7 @@ The result is written tile by tile into one preallocated array of the output dty
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,7 @@ def upscale(
     overlap: int | None = None,
     precision: str | None = None,
     device: str | torch.device | None = None,
-    progress: bool = False,
+    progress: bool | Callable[[int, int], None] = False,
     batch_size: int = 1,
     backend: str = "torch",
     self_ensemble: bool = False,
@@ -61,6 +62,8 @@ def upscale(
     ``tile``: LR tile size, ``"auto"`` (from free memory and the model's cost) or
     None/0 (whole image at once). ``overlap``: LR context per tile side; defaults to the
     model's receptive radius, which makes tiled output equal untiled output.
+    ``progress``: True for a tqdm bar of tiles on stderr, or a callable(done, total) called
+    with (0, tiles) first and after each batch of tiles (e.g. to stream progress).
     ``batch_size``: tiles per forward pass (useful on GPUs).
     ``self_ensemble``: average the outputs for the eight flips and rotations of the input
     (:mod:`surge.inference.ensemble`): 8x the time for a small fidelity gain.
@@ -150,7 +153,7 @@ def _upscale_array(
     engine: Engine,
     tile: int | str | None = "auto",
     overlap: int | None = None,
-    progress: bool = False,
+    progress: bool | Callable[[int, int], None] = False,
     batch_size: int = 1,
 ) -> np.ndarray:
     """Core of :func:`upscale` for arrays: HxW or HxWxC (C = 1 grey, 2 grey+alpha, 3 RGB,

@@ -1,0 +1,311 @@
+"""One file through surge: read, choose the model, upscale, resize, write with metadata.
+
+The per-file path every front-end shares (``surge upscale``, a server, a Ray batch)::
+
+    from surge.inference.pipeline import UpscaleOptions, Upscaler, plan_jobs
+
+    upscaler = Upscaler(UpscaleOptions(model="surge-x4", ext="webp"))
+    jobs, errors = plan_jobs([Path("photos")], Path("out"), upscaler.options, recursive=True)
+    for job in jobs:
+        result = upscaler.process_file(job.source, job.target)  # FileResult; never raises for a bad file
+
+A file is read within ``max_pixels``, EXIF-oriented, all its frames when the output format
+holds an animation (PNG, WebP); its model is chosen per file (a JPEG of quality <=
+COMPRESSED_QUALITY goes to the model's real-world counterpart with ``real_for_jpeg``); it is
+upscaled tile by tile, resized to ``outscale`` with MATLAB bicubic, and written with its ICC
+profile, EXIF and a Software tag naming the model, through a temporary file renamed into
+place: without ``overwrite`` an existing file is never replaced, not even one that appeared
+while computing.
+
+The stages (:meth:`Upscaler.read`, :meth:`Upscaler.pick`, :meth:`Upscaler.compute`,
+:meth:`Upscaler.write`) are public too, so a front-end can overlap reading and writing with
+computing on other threads, as ``surge upscale`` does.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import surge
+from surge.cli.untrained import refuse_untrained
+from surge.errors import ImageWriteError, OutputExistsError, SurgeError
+from surge.imaging.bicubic import imresize_torch
+from surge.inference.image_io import (
+    ANIMATED_INPUT_FORMATS,
+    ANIMATED_OUTPUT_FORMATS,
+    DEFAULT_MAX_PIXELS,
+    JPEG_QUALITY,
+    ImageMeta,
+    quantise,
+    read_frames,
+    read_image,
+    write_animation,
+    write_image,
+)
+from surge.inference.planning import Job, output_file, output_path, plan_jobs
+from surge.models.registry import REAL_WORLD_COUNTERPART, bundled_path, default_model_name
+
+__all__ = [
+    "COMPRESSED_MODEL", "COMPRESSED_QUALITY", "FILE_ERRORS", "FileResult", "Job", "UpscaleOptions", "Upscaler",
+    "describe_error", "is_compressed", "output_file", "output_path", "plan_jobs", "resize",
+]
+
+# At this JPEG quality and below, surge-x4-real-psnr beat the models trained on clean LR on photos
+# outside the reported sets (quality 80: yes, 90: no; scripts/jpeg_sweep.py, docs/results/real-world.md).
+COMPRESSED_QUALITY = 85
+COMPRESSED_MODEL = "surge-x4-real-psnr"
+# Per-file failures: reported on one line each, and a batch goes on.
+FILE_ERRORS = (SurgeError, RuntimeError, MemoryError)
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class UpscaleOptions:
+    """Everything per-file processing needs; the fields are ``surge upscale``'s option names."""
+
+    model: str | None = None  # name, .safetensors or .onnx file; None/"default": the best installed model
+    real_for_jpeg: bool | None = None  # None: on for the default model (when its counterpart is installed)
+    outscale: float | None = None  # final scale vs the input; None: the model's (4)
+    ext: str | None = None  # output format extension, or "same" (the input's); None: png
+    quality: int | None = None  # JPEG/WebP/AVIF/HEIC quality; None: JPEG_QUALITY
+    suffix: str | None = None  # appended to output names; None: _x<outscale>
+    tile: int | str | None = "auto"  # LR tile size, "auto", or None/0 (whole image)
+    overlap: int | None = None  # LR context per tile side; None: the model's receptive radius (exact)
+    precision: str = "auto"
+    device: str = "auto"
+    backend: str | None = None  # None: onnxruntime for an .onnx model, else torch
+    batch_size: int = 1
+    self_ensemble: bool = False
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    overwrite: bool = False
+    allow_untrained: bool = False
+
+
+@dataclass
+class FileResult:
+    """What became of one file. ``error`` is one line naming the file (failed and skipped)."""
+
+    source: Path
+    target: Path
+    model: str | None  # the name the output's Software tag gives its model
+    status: str  # "done" | "skipped" | "failed"
+    error: str | None = None
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    jpeg_quality: int | None = None  # a JPEG source's estimated quality
+
+
+def is_compressed(meta: ImageMeta) -> bool:
+    """A JPEG source of quality <= COMPRESSED_QUALITY."""
+    return meta.jpeg_quality is not None and meta.jpeg_quality <= COMPRESSED_QUALITY
+
+
+def describe_error(source: Path, exc: BaseException) -> str:
+    """The one-line message for a file that failed with ``exc``."""
+    if isinstance(exc, OutputExistsError):
+        return f"{exc}; use --overwrite to replace it"
+    if isinstance(exc, SurgeError):
+        return str(exc)
+    # e.g. out of memory: the next file may fit
+    return f"{source}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+class Upscaler:
+    """Runs :class:`UpscaleOptions` on files. Models are loaded on first use (or all at once by
+    :meth:`load`) and kept, each with its inference copy, for every later file."""
+
+    def __init__(self, options: UpscaleOptions | None = None):
+        self.options = options = options or UpscaleOptions()
+        self.main_name = str(default_model_name() if options.model in (None, "default") else options.model)
+        self.backend = options.backend or ("onnxruntime" if self.main_name.lower().endswith(".onnx") else "torch")
+        real = options.real_for_jpeg
+        if real is None:  # on for the default model, when its counterpart is installed
+            counterpart = REAL_WORLD_COUNTERPART.get(self.main_name)
+            real = options.model in (None, "default") and counterpart is not None and bundled_path(counterpart) is not None
+        self.real_for_jpeg = bool(real)
+        self._models: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def for_jpeg_name(self) -> str | None:
+        """The model for JPEGs of quality <= COMPRESSED_QUALITY, or None (they get the main model)."""
+        if not self.real_for_jpeg:
+            return None
+        if self.main_name not in REAL_WORLD_COUNTERPART:
+            raise SurgeError(f"--real-for-jpeg: {self.main_name} has no real-world counterpart (it works with "
+                             f"{' and '.join(REAL_WORLD_COUNTERPART)}; or give --model {COMPRESSED_MODEL} for every file)")
+        return REAL_WORLD_COUNTERPART[self.main_name]
+
+    def load(self) -> None:
+        """Load every model the files may need now, so that option and model errors
+        (SurgeError) come before any work."""
+        for_jpeg = self.for_jpeg_name  # an impossible --real-for-jpeg fails before any loading
+        self.model(self.main_name)
+        if for_jpeg is not None:
+            self.model(for_jpeg)
+
+    @property
+    def main_model(self):
+        return self.model(self.main_name)
+
+    def model(self, name: str):
+        """The model ``name``, loaded once and prepared for the options' precision and backend."""
+        with self._lock:
+            if name not in self._models:
+                self._models[name] = self._load(name)
+            return self._models[name]
+
+    def _load(self, name: str):
+        opts = self.options
+        if name.lower().endswith(".onnx"):
+            if self.backend != "onnxruntime":
+                raise SurgeError(f"{name}: an ONNX file runs with --backend onnxruntime, not {self.backend}")
+            from surge.inference.onnx_backend import load_onnx_model
+
+            model = load_onnx_model(name, device=opts.device)
+        else:
+            model = surge.load_model(name, device=opts.device, precision=opts.precision)
+            refuse_untrained(model, opts.allow_untrained)
+        model.prepare(precision=opts.precision, backend=self.backend)
+        if opts.overlap is None and opts.tile is not None:
+            model.receptive_radius  # noqa: B018 - an ONNX file without it fails here, once
+        return model
+
+    # --- the stages of one file ---------------------------------------------------
+
+    def output_path(self, source: Path, out_dir: Path, relative_dir: Path = Path()) -> Path:
+        """Where ``source``'s output goes in ``out_dir`` (suffix and extension from the options)."""
+        return output_path(Path(source), Path(out_dir), self.options, relative_dir)
+
+    def read(self, job: Job) -> tuple[list[np.ndarray], ImageMeta]:
+        """The frames to upscale (all of an animation when the output format holds one) and the metadata."""
+        if job.format in ANIMATED_OUTPUT_FORMATS:
+            return read_frames(job.source, max_pixels=self.options.max_pixels)
+        array, meta = read_image(job.source, max_pixels=self.options.max_pixels)
+        return [array], meta
+
+    def pick(self, meta: ImageMeta) -> tuple[object, str]:
+        """The model for a file, and the name its output's Software tag gives it (set in ``meta``)."""
+        for_jpeg = self.for_jpeg_name
+        if for_jpeg is not None and is_compressed(meta):
+            model, name = self.model(for_jpeg), for_jpeg
+        else:
+            model, name = self.main_model, Path(self.main_name).name  # a file: its name, not the user's folders
+        meta.software = f"surge {surge.__version__} ({name})"
+        return model, name
+
+    @staticmethod
+    def frame_warnings(job: Job, meta: ImageMeta, frames: int) -> list[str]:
+        """A line when frames or pages of the source are dropped."""
+        if frames >= meta.frames:
+            return []
+        hint = ""
+        if meta.format in ANIMATED_INPUT_FORMATS and job.format not in ANIMATED_OUTPUT_FORMATS:
+            hint = f" ({job.format} holds one frame; --ext png or webp keeps them all)"
+        return [f"{job.source}: has {meta.frames} frames/pages; only the first was upscaled{hint}"]
+
+    def compute(self, frames: list[np.ndarray], job: Job, model, progress: bool | Progress = False) -> list[np.ndarray]:
+        """The upscaled (and ``outscale``-resized) frames. ``progress``: True for tqdm bars on
+        stderr, or a callable(done, total) called as tiles finish (over all frames)."""
+        if callable(progress):
+            count = len(frames)
+            return [self.upscale_array(frame, job, model, _frame_progress(progress, i, count)) for i, frame in enumerate(frames)]
+        bar = tqdm(frames, desc="frames", unit="frame", file=sys.stderr, leave=False, disable=not progress or len(frames) == 1)
+        return [self.upscale_array(frame, job, model, progress and len(frames) == 1) for frame in bar]
+
+    def upscale_array(self, array: np.ndarray, job: Job, model, progress: bool | Progress = False) -> np.ndarray:
+        opts = self.options
+        # Untiled, context is irrelevant; not asking for it lets a graph without a known radius run.
+        overlap = 0 if opts.overlap is None and opts.tile is None else opts.overlap
+        try:
+            result = surge.upscale(array, model=model, tile=opts.tile, overlap=overlap, progress=progress,
+                                   batch_size=opts.batch_size, backend=self.backend, self_ensemble=opts.self_ensemble)
+        except SurgeError as exc:
+            raise type(exc)(f"{job.source}: {exc}") from None
+        if opts.outscale is not None:
+            size = (max(1, round(array.shape[0] * opts.outscale)), max(1, round(array.shape[1] * opts.outscale)))
+            result = resize(result, size)
+        return result
+
+    def write(self, results: list[np.ndarray], job: Job, meta: ImageMeta) -> None:
+        """Publish the output atomically (a whole file or nothing); without ``overwrite`` an
+        existing file is never replaced (OutputExistsError)."""
+        quality = self.options.quality or JPEG_QUALITY
+        try:
+            if len(results) > 1:
+                write_animation(results, job.target, meta, quality=quality, overwrite=self.options.overwrite)
+            else:
+                write_image(results[0], job.target, meta, quality=quality, overwrite=self.options.overwrite)
+        except ImageWriteError as exc:
+            raise type(exc)(f"{job.source}: {exc}") from None
+
+    # --- the whole of one file ----------------------------------------------------
+
+    def process_file(self, source: Path, target: Path, progress: Progress | None = None) -> FileResult:
+        """Upscale ``source`` into ``target``. Never raises for a bad file: the result says
+        "failed" with a one-line error naming it, or "skipped" when ``target`` exists and
+        ``overwrite`` is off. Model errors (a model that does not load) raise SurgeError:
+        call :meth:`load` first to meet them before any work. ``progress(done, total)`` is
+        called as tiles finish."""
+        start = time.perf_counter()
+        job = Job(Path(source), Path(target))
+        result = FileResult(job.source, job.target, None, "failed")
+        try:
+            if _same_file(job.target, job.source):
+                raise ImageWriteError(f"{job.source}: output {job.target} would overwrite the input; refused")
+            if job.target.exists() and not self.options.overwrite:
+                result.status, result.error = "skipped", f"{job.source}: {job.target} exists (use --overwrite)"
+                return result
+            frames, meta = self.read(job)
+            result.jpeg_quality = meta.jpeg_quality
+        except FILE_ERRORS as exc:
+            result.error = describe_error(job.source, exc)
+            return result
+        finally:
+            result.seconds = time.perf_counter() - start
+        model, result.model = self.pick(meta)
+        result.warnings = self.frame_warnings(job, meta, len(frames))
+        try:
+            self.write(self.compute(frames, job, model, progress or False), job, meta)
+        except FILE_ERRORS as exc:
+            result.error = describe_error(job.source, exc)
+        else:
+            result.status = "done"
+        result.seconds = time.perf_counter() - start
+        return result
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def _frame_progress(progress: Progress, index: int, count: int) -> Progress:
+    """Frame ``index`` of ``count`` (all the same size, so the same tiles): tiles over all frames."""
+    return lambda done, total: progress(index * total + done, count * total)
+
+
+def resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An image array (any layout and dtype :func:`read_image` gives) resized to ``size`` =
+    (height, width) with MATLAB bicubic, in float, clamped and re-quantised once."""
+    if array.shape[:2] == tuple(size):
+        return array
+    x = array.astype(np.float32)
+    if array.dtype.kind != "f":
+        x /= np.float32(np.iinfo(array.dtype).max)
+    planes = torch.from_numpy(x[None] if array.ndim == 2 else np.moveaxis(x, -1, 0))
+    out = imresize_torch(planes, out_size=tuple(size)).clamp_(0.0, 1.0).numpy()
+    out = out[0] if array.ndim == 2 else np.moveaxis(out, 0, -1)
+    return out.astype(array.dtype) if array.dtype.kind == "f" else quantise(out, array.dtype)

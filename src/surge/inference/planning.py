@@ -1,0 +1,178 @@
+"""Planning a batch: input files and folders -> (source, output path) jobs.
+
+Every output path is planned before any work starts, so collisions and attempts to write
+over an input are refused up front. Folders are walked for the extensions in
+``IMAGE_EXTENSIONS``; with ``recursive`` symlinked folders are followed, each real folder
+once, and an unreadable folder is an error. Used by ``surge upscale`` and by any other
+front-end of :mod:`surge.inference.pipeline`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from surge.errors import SurgeError
+from surge.inference.image_io import IMAGE_EXTENSIONS, OUTPUT_FORMATS, output_format
+
+if TYPE_CHECKING:
+    from surge.inference.pipeline import UpscaleOptions
+
+
+@dataclass(frozen=True)
+class Job:
+    """One file to upscale: its source and the output path planned for it."""
+
+    source: Path
+    target: Path
+
+    @cached_property
+    def format(self) -> str:
+        """The output's format (from the target's extension), looked up once per file."""
+        return output_format(self.target)
+
+
+def _walk(folder: Path, recursive: bool, skip: Path, errors: list[str], notes: list[str]) -> list[Path]:
+    """Image files under ``folder``, sorted, excluding anything inside the output folder
+    (so re-running with -o inside an input folder never upscales earlier outputs).
+
+    Symlinked folders are followed, each real folder once: a link to a parent would
+    otherwise loop forever, and one to a sibling would upscale its images twice (a note
+    says which). A folder that can be reached without links is walked under that path,
+    whatever order the file system lists folders in, so its outputs keep its own name.
+    A folder that cannot be listed is an error, not a silent gap.
+    """
+    files, walked = [], {}
+    own_path = _link_free_paths(folder, skip) if recursive else {}
+
+    def unreadable(exc: OSError) -> None:
+        errors.append(f"{exc.filename}: cannot read folder ({exc.strerror or exc})")
+
+    for top, dirs, names in os.walk(folder, onerror=unreadable, followlinks=True):
+        dirs.sort()  # links reaching only link-only folders: the first in name order walks them
+        real = Path(top).resolve()
+        if _is_within(real, skip):
+            dirs.clear()
+            continue
+        owner = walked.get(real, own_path.get(real, top))
+        if owner != top:
+            notes.append(f"{top}: same folder as {owner} (symbolic link), walked once")
+            dirs.clear()
+            continue
+        walked[real] = top
+        if not recursive:
+            dirs.clear()
+        for name in names:
+            path = Path(top, name)
+            if path.suffix.lower() in IMAGE_EXTENSIONS and not name.startswith(".") and path.is_file():
+                if not _is_within(path.resolve(), skip):
+                    files.append(path)
+    return sorted(files)
+
+
+def _link_free_paths(folder: Path, skip: Path) -> dict[Path, str]:
+    """Each real folder under ``folder`` reachable without following links -> that path."""
+    paths: dict[Path, str] = {}
+    for top, dirs, _ in os.walk(folder):  # symlinked folders are listed, not entered
+        real = Path(top).resolve()
+        if _is_within(real, skip):
+            dirs.clear()
+            continue
+        paths.setdefault(real, top)
+    return paths
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def output_path(source: Path, out_dir: Path, options: UpscaleOptions, relative_dir: Path = Path()) -> Path:
+    """Where ``source``'s output goes in ``out_dir``: ``<stem><suffix><ext>``, the suffix
+    ``_x<scale>`` unless ``options.suffix`` is given, the extension from ``options.ext``
+    ("same": the input's; a format surge reads but does not write, e.g. GIF: .png)."""
+    ext = options.ext or "png"
+    ext = source.suffix.lower() if ext == "same" else f".{ext.lower().lstrip('.')}"
+    if ext not in OUTPUT_FORMATS:  # e.g. GIF: read, not written
+        ext = ".png"
+    suffix = options.suffix if options.suffix is not None else f"_x{options.outscale or 4:g}"
+    return Path(out_dir) / relative_dir / f"{source.stem}{suffix}{ext}"
+
+
+def output_file(out: Path) -> Path | None:
+    """``out`` when it names a file (an image extension, not an existing folder), else None."""
+    out = Path(out)
+    if out.suffix.lower() in (*OUTPUT_FORMATS, *IMAGE_EXTENSIONS) and not out.is_dir():
+        return out
+    return None
+
+
+def _single_file_job(inputs: list[Path], out: Path) -> Job:
+    if len(inputs) != 1 or inputs[0].is_dir():
+        given = f"{len(inputs)} inputs" if len(inputs) != 1 else f"folder {inputs[0]}"
+        raise SurgeError(f"{out}: -o names a file, which takes exactly one input file (got {given}); give an output folder instead")
+    output_format(out)  # an unsupported extension fails here, before any work
+    return Job(inputs[0], out)
+
+
+def plan_jobs(
+    inputs: list[Path],
+    out: Path,
+    options: UpscaleOptions,
+    recursive: bool = False,
+    notes: list[str] | None = None,
+) -> tuple[list[Job], list[str]]:
+    """(jobs, errors): every input file (folders walked for IMAGE_EXTENSIONS) with its output
+    path under ``out``; problems found on the way, one line each. Remarks that are not errors
+    (a folder reached twice through links) go to ``notes``. ``out`` naming a file (an image
+    extension, not an existing folder) takes exactly one input file (SurgeError otherwise).
+    Outputs that would replace an input or another job's output are refused here."""
+    notes = [] if notes is None else notes
+    inputs = [Path(p) for p in inputs]
+    out = Path(out)
+    if output_file(out) is not None:
+        job = _single_file_job(inputs, out)
+        if not job.source.exists():
+            return [], [f"{job.source}: no such file or folder"]
+        return _refuse_clashes([job], [])
+    out_root = out.resolve()
+    jobs, errors = [], []
+    for given in inputs:
+        if given.is_dir():
+            reported = len(errors)
+            found = _walk(given, recursive, out_root, errors, notes)
+            if not found and len(errors) == reported:  # an unreadable folder is reported already
+                errors.append(f"{given}: no image files found ({', '.join(IMAGE_EXTENSIONS)})")
+            jobs += [Job(f, output_path(f, out, options, f.parent.relative_to(given))) for f in found]
+        elif given.exists():
+            jobs.append(Job(given, output_path(given, out, options)))
+        else:
+            errors.append(f"{given}: no such file or folder")
+    return _refuse_clashes(jobs, errors)
+
+
+def _refuse_clashes(jobs: list[Job], errors: list[str]) -> tuple[list[Job], list[str]]:
+    """Drop jobs whose output would be an input file, or another job's output."""
+    inputs = {job.source.resolve(): job.source for job in jobs}
+    taken: dict[Path, Path] = {}
+    kept = []
+    for job in jobs:
+        target = job.target.resolve()
+        if target in inputs or _same_existing_file(target, job.source):
+            errors.append(f"{job.source}: output {job.target} would overwrite input {inputs.get(target, job.source)}; refused (change -o or --suffix)")
+        elif target in taken:
+            errors.append(f"{job.source}: output {job.target} is also the output of {taken[target]}; refused (use --ext same or rename)")
+        else:
+            taken[target] = job.source
+            kept.append(job)
+    return kept, errors
+
+
+def _same_existing_file(a: Path, b: Path) -> bool:
+    # Hard links and bind mounts: resolve() cannot see that two paths are one file.
+    try:
+        return a.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
