@@ -19,7 +19,7 @@ def test_the_declared_bomb_is_refused_by_the_output_bound():
 
 
 def test_input_bound_counts_frames_and_memory_bound_uses_the_estimate():
-    with pytest.raises(LimitError, match=r"\(10 frames\) = 1,000,000 input pixels exceeds the limit of 999,999 \(--max-pixels\)"):
+    with pytest.raises(LimitError, match=r"anim\.gif: 10 frames of 1000x100 = 1000000 pixels exceeds the limit of 999999 \(max_pixels\)"):
         Limits(max_input_pixels=999_999).check("anim.gif", 1000, 100, frames=10)
     need = estimate_peak_bytes(2000, 1500)
     assert need == 2000 * 1500 * BYTES_PER_INPUT_PIXEL_X4

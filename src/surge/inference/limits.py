@@ -114,9 +114,9 @@ class Limits:
         """Raise :class:`LimitError` naming ``name`` if the file would exceed a bound."""
         in_px = width * height * max(1, frames)
         if self.max_input_pixels and in_px > self.max_input_pixels:
-            many = f" ({frames} frames)" if frames > 1 else ""
-            raise LimitError(f"{name}: {width}x{height}{many} = {in_px:,} input pixels exceeds the limit of "
-                             f"{self.max_input_pixels:,} (--max-pixels)")
+            many = f"{frames} frames of " if frames > 1 else ""
+            raise LimitError(f"{name}: {many}{width}x{height} = {in_px} pixels exceeds the limit of "
+                             f"{self.max_input_pixels} (max_pixels)")
         out_w, out_h = self.output_size(width, height, scale, outscale)
         if self.max_output_pixels and out_w * out_h > self.max_output_pixels:
             raise LimitError(f"{name}: the output would be {out_w}x{out_h} = {out_w * out_h:,} pixels, over the limit of "
