@@ -272,7 +272,9 @@ def probe(path: str | Path) -> ImageHeader:
         except _DECODE_ERRORS as exc:
             raise ImageReadError(f"{path}: truncated or corrupt frames ({_reason(exc)})") from None
         bands = len(img.getbands())
-        wide = img.mode in ("I;16", "I;16B", "I;16L", "I", "F") or img.format in _HIGH_DEPTH_FORMATS
+        # 16-bit colour PNG/TIFF open as "RGB" in Pillow; their raw mode says 16 (e.g. "RGB;16B").
+        raw = " ".join(str(tile.args) for tile in (img.tile or [])[:1])
+        wide = img.mode.startswith("I") or ";16" in raw or (img.format == "HEIF" and img.info.get("bit_depth", 8) > 8)
         return ImageHeader(img.size[0], img.size[1], int(frames), max(3, bands) if bands != 2 else 2,
                            4 if img.mode == "F" else 2 if wide else 1)
 
