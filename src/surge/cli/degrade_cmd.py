@@ -26,6 +26,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from surge.cli.messages import printable
 from surge.atomic import _umask
 from surge.errors import DatasetError, ImageReadError, ImageWriteError
 
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         check_target(src, dst, overwrite=args.overwrite)
     for src, dst in plan:
         n = write_set(src, dst, seed=args.seed)
-        print(f"{src.name}: {n} images -> {dst} ({args.recipe}, seed {args.seed})", flush=True)
+        print(printable(f"{src.name}: {n} images -> {dst} ({args.recipe}, seed {args.seed})"), flush=True)
     return 0
 
 

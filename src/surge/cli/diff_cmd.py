@@ -54,7 +54,7 @@ def _label(path: Path) -> str:
 
 
 def run(args) -> int:
-    from surge.cli.messages import printable_lines
+    from surge.cli.messages import printable, printable_lines
     from surge.evaluation.paired import MIN_INTERVAL_IMAGES, format_paired_table, paired_difference, protocol_mismatch
 
     a, b = _one_model(args.a), _one_model(args.b)
@@ -77,10 +77,10 @@ def run(args) -> int:
     if name_a == name_b or {name_a, name_b} & RUN_WEIGHT_NAMES:
         name_a, name_b = _label(args.a), _label(args.b)
     print(printable_lines(format_paired_table(rows, name_a, name_b)))
-    print(f"\ndifference = {name_b} - {name_a}, mean over images; interval: BCa bootstrap over images "
+    print(f"\ndifference = {printable(name_b)} - {printable(name_a)}, mean over images; interval: BCa bootstrap over images "
           f"(seed {args.seed}), * where it excludes 0. It does not include training noise: compare seeds for that.")
-    none = sorted({r.set_name for r in rows if r.images < MIN_INTERVAL_IMAGES})
-    few = sorted({r.set_name for r in rows if MIN_INTERVAL_IMAGES <= r.images < FEW_IMAGES})
+    none = sorted({printable(r.set_name) for r in rows if r.images < MIN_INTERVAL_IMAGES})
+    few = sorted({printable(r.set_name) for r in rows if MIN_INTERVAL_IMAGES <= r.images < FEW_IMAGES})
     if none:
         print(printable_lines(f"{', '.join(none)}: no interval (it needs at least {MIN_INTERVAL_IMAGES} images); "
                               "read the better/worse counts."))

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import surge
+from surge.cli.messages import printable, printable_lines
 from surge import PRECISIONS
 from surge.cli.untrained import add_allow_untrained, refuse_untrained
 from surge.atomic import check_writable
@@ -71,7 +72,6 @@ def protocol_line(y_convention: str, crop: int, perceptual: tuple[str, ...] = ()
 
 
 def run(args: argparse.Namespace) -> int:
-    from surge.cli.messages import printable_lines
     from surge.evaluation.report import format_eval_table, format_skipped
     from surge.evaluation.runner import (
         Predictor, all_complete, evaluate, refuse_output_over_inputs, resolve_sets, results_to_dict, write_json,
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:  # before any work: the scores must not replace an image or the model
         refuse_output_over_inputs(args.json, resolve_sets(data, args.sets, predictor.scale), [Path(args.model)])
         check_writable(args.json, ImageWriteError)
-    print(f"model {predictor.describe()} on {data}", flush=True)
+    print(printable(f"model {predictor.describe()} on {data}"), flush=True)
     perceptual = tuple(m for m in METRICS if m in args.metrics and m not in ("psnr", "ssim"))
     print(f"protocol: {protocol_line(args.y_convention, crop, perceptual)}", flush=True)
     results = evaluate(
@@ -100,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
         print(printable_lines(skipped), file=sys.stderr)
     if args.json is not None:
         write_json(results_to_dict(results), args.json)
-        print(f"wrote {args.json}")
+        print(printable(f"wrote {args.json}"))
     if args.save_sr is not None:
-        print(f"saved SR images under {args.save_sr}")
+        print(printable(f"saved SR images under {args.save_sr}"))
     every_metric = not any(r.unmeasured for r in results.values())
     return 0 if all_complete(results.values()) and every_metric else 1

@@ -1,40 +1,17 @@
-"""Every line the CLI prints about files goes through :func:`printable`.
-
-File names (and JSON keys, model names) come from users and from the disk: a name holding an
-ANSI escape would restyle or rewrite the terminal, and one holding a newline would forge a line
-of the summary. Control characters (C0, DEL, C1) and the Unicode bidirectional overrides are
-shown as Python escapes (``\\x1b``, ``\\n``, ``\\u202e``); everything else, non-ASCII letters
-included, is kept as it is.
+"""Every line the CLI prints about files goes through :func:`surge.safetext.printable`
+(control and bidi characters escaped, so a name cannot drive the terminal or forge a line);
+:func:`error`, :func:`warn` and :func:`emit` print such lines to stderr without breaking a progress bar.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 
 from tqdm import tqdm
 
-# C0 controls, DEL, C1 controls; bidi embeddings/overrides/isolates and the direction marks.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+from surge.safetext import printable, printable_lines
 
-
-def _escape(match: re.Match) -> str:
-    char = match.group()
-    if char in _NAMED:
-        return _NAMED[char]
-    code = ord(char)
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
-
-
-def printable(text: object) -> str:
-    """``text`` as one safe line: control and bidi characters escaped."""
-    return _UNSAFE.sub(_escape, str(text))
-
-
-def printable_lines(text: object) -> str:
-    """Several lines (a table): each line escaped, the line breaks kept."""
-    return "\n".join(printable(line) for line in str(text).split("\n"))
+__all__ = ["emit", "error", "printable", "printable_lines", "warn"]
 
 
 def emit(message: object, file=None) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from surge.errors import DatasetError
 from surge.evaluation.runner import SetResult
+from surge.safetext import printable
 
 METRICS = ("psnr_y", "ssim_y", "psnr_rgb", "niqe", "vif")
 LOWER_IS_BETTER = frozenset({"niqe"})
@@ -110,6 +111,7 @@ def format_paired_table(rows: list[PairedDifference], name_a: str, name_b: str) 
     if not rows:
         return ""
     level = f"{rows[0].level:.0%}"
+    name_a, name_b = printable(name_a), printable(name_b)  # names from files: no terminal escapes, no line breaks
     lines = [
         f"| set | metric | images | {name_a} | {name_b} | difference | {level} interval | {name_b} better / worse | Wilcoxon p |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -118,7 +120,7 @@ def format_paired_table(rows: list[PairedDifference], name_a: str, name_b: str) 
         digits = 4 if r.metric in ("ssim_y", "vif") else 2 if r.metric != "niqe" else 3
         note = f" ({r.only_in_one} image(s) not in both, left out)" if r.only_in_one else ""
         lines.append(
-            f"| {r.set_name}{note} | {r.metric} | {r.images} | {r.mean_a:.{digits}f} | {r.mean_b:.{digits}f} | "
+            f"| {printable(r.set_name)}{note} | {r.metric} | {r.images} | {r.mean_a:.{digits}f} | {r.mean_b:.{digits}f} | "
             f"{r.mean_diff:+.{digits}f} | {_interval(r, digits)} | "
             f"{r.better} / {r.worse} | {r.wilcoxon_p:.2g} |"
         )
