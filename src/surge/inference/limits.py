@@ -23,7 +23,7 @@ Measured (2-core AMD EPYC, `/usr/bin/time -v`, peak RSS): a 2000x1500 PNG with `
 990 MB (estimate 1.4 GB, of which 1.07 GB is the tile allowance), a 1000x750 PNG with
 ``surge-x4-psnr`` 853 MB (estimate 1.2 GB); a 16x12 PNG 245 MB (torch and the model). The
 150-byte PNG declaring 9000x9000 is refused from its header in the time a tiny file takes
-(8.4 s on the loaded machine, 243 MB peak RSS), where it took over 120 s and 2.7 GB before.
+(8.4 s on the loaded machine, 243 MB peak RSS); issue 22 reported over 120 s and 2.7 GB before.
 """
 
 from __future__ import annotations
