@@ -46,13 +46,13 @@ from surge.inference.image_io import (
     DEFAULT_MAX_PIXELS,
     JPEG_QUALITY,
     ImageMeta,
-    probe,
     quantise,
     read_frames,
     read_image,
     write_animation,
     write_image,
 )
+from surge.inference.image_header import probe
 from surge.inference.limits import DEFAULT_MAX_OUTPUT_PIXELS, Limits, default_max_memory
 from surge.inference.planning import Job, output_file, output_path, plan_jobs
 from surge.inference.tiling import MIN_TILE, activation_bytes_per_lr_pixel, memory_budget
