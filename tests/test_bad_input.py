@@ -154,14 +154,14 @@ def test_empty_folder(tmp_path, capsys):
 
 def test_permission_denied_output_folder_simulated(tmp_path, capsys, monkeypatch):
     """The EACCES path of the read-only case, also when tests run as root."""
-    from surge.inference import image_io
+    from surge.inference.image_io import writing
 
     def deny(path, mode="r", *args, **kwargs):
         if "x" in mode:
             raise PermissionError(13, "Permission denied", str(path))
         return open(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(image_io, "open", deny, raising=False)
+    monkeypatch.setattr(writing, "open", deny, raising=False)
     src = _png(tmp_path / "a.png")
     before = src.read_bytes()
     assert _run(src, "-o", tmp_path / "out") == 2

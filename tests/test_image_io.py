@@ -326,7 +326,7 @@ def test_tiff_to_tiff_output_is_valid(tmp_path, kind):
     with Image.open(tmp_path / "out.tif") as out:
         assert out.size == (40, 24)
         assert np.array_equal(np.asarray(out), _x4(arr))
-    assert not image_io._LAYOUT_TAGS.intersection(_loaded_exif(meta.exif))
+    assert not image_io.metadata._LAYOUT_TAGS.intersection(_loaded_exif(meta.exif))
 
 
 def _loaded_exif(data: bytes | None) -> Image.Exif:
@@ -418,13 +418,13 @@ def test_animated_file_reports_its_frames(tmp_path, ext):
 
 def _appearing_target(monkeypatch, target):
     """Make the encoder create ``target`` first, as another process could meanwhile."""
-    real = image_io._write_pil
+    real = image_io.writing._write_pil
 
     def write(*args, **kwargs):
         target.write_bytes(b"someone else's")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(image_io, "_write_pil", write)
+    monkeypatch.setattr(image_io.writing, "_write_pil", write)
 
 
 def test_no_overwrite_keeps_a_file_that_appeared_while_writing(tmp_path, monkeypatch):

@@ -216,7 +216,7 @@ def test_missing_decoder_is_named_on_read_write_and_cli(tmp_path, missing, ext, 
 
 
 def test_heic_write_error_names_the_output(tmp_path, monkeypatch):
-    monkeypatch.setattr(image_io, "heif_available", lambda: False)
+    monkeypatch.setattr(image_io.heif, "heif_available", lambda: False)
     with pytest.raises(ImageWriteError, match=r"x\.heic: writing HEIC/HEIF needs the optional pillow-heif"):
         write_image(_smooth(), tmp_path / "x.heic")
     assert list(tmp_path.iterdir()) == []

@@ -204,6 +204,76 @@ def test_resize_to_any_size_keeps_dtype():
     assert resize(arr, (6, 8)) is arr
 
 
+# --- options, and what other front-ends (a server, Ray) rely on -------------------------
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("ext", "gif", "ext 'gif' is not an output format"),
+    ("quality", 0, "quality must be 1-100"),
+    ("outscale", 0, "outscale must be a number > 0"),
+    ("tile", -1, "tile must be"),
+    ("overlap", -2, "overlap must be"),
+    ("batch_size", 0, "batch_size must be"),
+    ("max_pixels", 0, "max_pixels must be"),
+    ("precision", "fp8", "precision must be one of"),
+    ("backend", "tensorrt", "backend must be one of"),
+])
+def test_bad_options_are_refused_up_front(field, value, message):
+    with pytest.raises(SurgeError, match=f"UpscaleOptions: {message}"):
+        UpscaleOptions(**{field: value})
+
+
+def test_the_cli_defaults_are_valid_options():
+    from surge.cli.main import build_parser
+    from surge.cli.upscale_cmd import options_from_args
+
+    args = build_parser().parse_args(["upscale", "a.png", "-o", "out"])
+    options = options_from_args(args)
+    assert (options.ext, options.tile, options.quality, options.overwrite) == ("png", "auto", 95, False)
+
+
+def test_options_jobs_and_results_pickle(tmp_path):
+    """Ray ships them between processes."""
+    import pickle
+
+    options = UpscaleOptions(model="bicubic", ext="webp", outscale=2)
+    job = Job(tmp_path / "a.png", tmp_path / "a_x2.webp")
+    assert job.format == "WEBP"  # a cached lookup travels too
+    result = FileResult(job.source, job.target, "bicubic", "done", warnings=["w"])
+    assert pickle.loads(pickle.dumps((options, job, result))) == (options, job, result)
+
+
+def test_an_exception_from_progress_aborts_the_file_and_leaves_nothing(tmp_path):
+    """A server cancels a job by raising from its progress callback."""
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel(done, total):
+        if done:
+            raise Cancelled
+
+    _save(tmp_path / "a.png", h=20, w=20)
+    upscaler = Upscaler(UpscaleOptions(model="bicubic", tile=10, overlap=2))
+    with pytest.raises(Cancelled):
+        upscaler.process_file(tmp_path / "a.png", tmp_path / "out" / "a_x4.png", progress=cancel)
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_threads_can_share_one_upscaler(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    for i in range(4):
+        _save(tmp_path / f"{i}.png", seed=i)
+    upscaler = Upscaler(UpscaleOptions(model="bicubic", tile=4, overlap=2))
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: upscaler.process_file(tmp_path / f"{i}.png", tmp_path / "out" / f"{i}.png"), range(4)))
+    assert [r.status for r in results] == ["done"] * 4
+    for i in range(4):
+        expected = surge.upscale(read_image(tmp_path / f"{i}.png")[0], model="bicubic")
+        assert np.array_equal(read_image(tmp_path / "out" / f"{i}.png")[0], expected)
+
+
 def test_tiles_under_the_floor_are_raised_to_it(tmp_path):
     """Issue 22: --tile 1 / --tile 5 were accepted (95 s for a 64x64 image); the same output comes faster."""
     _save(tmp_path / "a.png", h=64, w=64)

@@ -28,6 +28,10 @@ class OutputExistsError(ImageWriteError):
     """An output file exists (it may have appeared meanwhile) and replacing it was not allowed."""
 
 
+class UntrainedModelError(SurgeError):
+    """An untrained architecture preset was asked to produce images or scores."""
+
+
 class ConfigError(SurgeError):
     """An experiment or model configuration is invalid."""
 

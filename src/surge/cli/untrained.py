@@ -9,22 +9,12 @@ from __future__ import annotations
 
 import argparse
 
-from surge.errors import SurgeError
+from surge.errors import UntrainedModelError
+from surge.models.registry import refuse_untrained
 
-
-class UntrainedModelError(SurgeError):
-    """An untrained architecture preset was asked to produce images or scores."""
+__all__ = ["UntrainedModelError", "add_allow_untrained", "refuse_untrained"]
 
 
 def add_allow_untrained(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-untrained", action="store_true",
                    help="run an architecture preset anyway (random weights: noise, for speed or plumbing tests)")
-
-
-def refuse_untrained(model, allowed: bool) -> None:
-    """Raise UntrainedModelError unless ``model`` is trained or ``allowed`` (--allow-untrained)."""
-    if model is not None and not getattr(model, "trained", True) and not allowed:
-        raise UntrainedModelError(
-            f"{model.name}: is an untrained architecture preset (random weights: its output is noise); "
-            "use a trained model (`surge models`) or pass --allow-untrained"
-        )

@@ -18,6 +18,11 @@ MATLAB bicubic to any final scale. When a network trained on clean LR meets JPEG
 ``--real-for-jpeg`` (on for the default model) hands such JPEGs to that model, file by file.
 ``-`` as the input reads one image from stdin, ``-o -`` writes one image to stdout (only once
 it is complete; messages always go to stderr).
+
+This module is a front-end: argument parsing, stdin/stdout, the threaded read/write overlap
+(``--io-threads``) and the messages. Planning, the model for each file, output names, reading and
+writing with metadata and the atomic publish are :mod:`surge.inference.pipeline`'s, shared with
+every other front-end.
 """
 
 from __future__ import annotations
@@ -42,13 +47,13 @@ from surge.cli.untrained import add_allow_untrained
 from surge.errors import SurgeError
 from surge.inference.image_io import (
     DEFAULT_MAX_PIXELS,
-    IMAGE_EXTENSIONS,
     JPEG_QUALITY,
     OUTPUT_FORMATS,
     ImageMeta,
     check_writable_dir,
 )
 from surge.inference.limits import BYTES_PER_INPUT_PIXEL_X4, DEFAULT_MAX_OUTPUT_PIXELS, parse_size
+from surge.inference.planning import check_suffix
 from surge.inference.tiling import MIN_TILE
 from surge.inference.pipeline import (
     COMPRESSED_MODEL,
@@ -266,6 +271,7 @@ def _run(args, deliver=None) -> int:
     """``deliver(path)``: hands the one output on (stdout) before the closing line is printed."""
     if isinstance(args.tile, int) and 0 < args.tile < MIN_TILE:
         _warn(f"--tile {args.tile}: raised to {MIN_TILE} (smaller tiles give the same output, only slower)")
+    check_suffix(args.suffix)  # before the options, to name the option as given
     options = options_from_args(args)
     notes: list[str] = []
     jobs, errors = plan_jobs(args.inputs, args.output, options, args.recursive, notes)

@@ -15,15 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from surge.errors import ImageReadError
-from surge.inference.image_io import (
-    _DECODE_ERRORS,
-    ANIMATED_INPUT_FORMATS,
-    ImageMeta,
-    _check_pixels,
-    _open,
-    _reason,
-    _unit_float,
-)
+from surge.inference.image_io.formats import _DECODE_ERRORS, ANIMATED_INPUT_FORMATS, _reason
+from surge.inference.image_io.metadata import ImageMeta
+from surge.inference.image_io.pixels import _unit_float
+from surge.inference.image_io.reading import _check_pixels, _open
 
 
 @dataclass(frozen=True)

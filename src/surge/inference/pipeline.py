@@ -37,14 +37,15 @@ import torch
 from tqdm import tqdm
 
 import surge
-from surge.cli.untrained import refuse_untrained
-from surge.errors import ImageWriteError, OutputExistsError, SurgeError
+from surge import BACKENDS, PRECISIONS
+from surge.errors import ConfigError, ImageWriteError, OutputExistsError, SurgeError
 from surge.imaging.bicubic import imresize_torch
 from surge.inference.image_io import (
     ANIMATED_INPUT_FORMATS,
     ANIMATED_OUTPUT_FORMATS,
     DEFAULT_MAX_PIXELS,
     JPEG_QUALITY,
+    OUTPUT_FORMATS,
     ImageMeta,
     quantise,
     read_frames,
@@ -54,9 +55,9 @@ from surge.inference.image_io import (
 )
 from surge.inference.image_header import probe
 from surge.inference.limits import DEFAULT_MAX_OUTPUT_PIXELS, Limits, default_max_memory
-from surge.inference.planning import Job, output_file, output_path, plan_jobs
+from surge.inference.planning import Job, output_file, output_path, plan_jobs, suffix_problem
 from surge.inference.tiling import MIN_TILE, activation_bytes_per_lr_pixel, memory_budget
-from surge.models.registry import REAL_WORLD_COUNTERPART, bundled_path, default_model_name
+from surge.models.registry import REAL_WORLD_COUNTERPART, bundled_path, default_model_name, refuse_untrained
 
 __all__ = [
     "COMPRESSED_MODEL", "COMPRESSED_QUALITY", "FILE_ERRORS", "FileResult", "Job", "UpscaleOptions", "Upscaler",
@@ -75,7 +76,8 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class UpscaleOptions:
-    """Everything per-file processing needs; the fields are ``surge upscale``'s option names."""
+    """Everything per-file processing needs; the fields are ``surge upscale``'s option names.
+    Values the CLI would refuse raise :class:`~surge.errors.ConfigError` here."""
 
     model: str | None = None  # name, .safetensors or .onnx file; None/"default": the best installed model
     real_for_jpeg: bool | None = None  # None: on for the default model (when its counterpart is installed)
@@ -96,6 +98,44 @@ class UpscaleOptions:
     # With max_pixels, the budget each file is checked against from its header (surge.inference.limits).
     max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS  # one output frame
     max_memory: int | str | None = "auto"  # bytes; "auto": 3/4 of the RAM available when the Upscaler is made
+
+    def __post_init__(self) -> None:
+        # `surge upscale` checks the same while parsing; other front-ends get one error up front
+        # instead of a silent fallback or a failure per file.
+        problem = _option_problem(self)
+        if problem:
+            raise ConfigError(f"UpscaleOptions: {problem}")
+
+
+def _option_problem(o: UpscaleOptions) -> str | None:
+    def integer(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if o.ext is not None and o.ext != "same" and not (isinstance(o.ext, str) and f".{o.ext.lower().lstrip('.')}" in OUTPUT_FORMATS):
+        return f"ext {o.ext!r} is not an output format ({', '.join(f[1:] for f in OUTPUT_FORMATS)} or same)"
+    if o.quality is not None and not (integer(o.quality) and 1 <= o.quality <= 100):
+        return f"quality must be 1-100, got {o.quality!r}"
+    if o.outscale is not None and not (isinstance(o.outscale, (int, float)) and 0 < o.outscale < float("inf")):
+        return f"outscale must be a number > 0, got {o.outscale!r}"
+    if not (o.tile is None or o.tile == "auto" or (integer(o.tile) and o.tile >= 0)):
+        return f"tile must be an integer >= 0, 'auto' or None, got {o.tile!r}"
+    if o.overlap is not None and not (integer(o.overlap) and o.overlap >= 0):
+        return f"overlap must be an integer >= 0 or None, got {o.overlap!r}"
+    if not (integer(o.batch_size) and o.batch_size >= 1):
+        return f"batch_size must be an integer >= 1, got {o.batch_size!r}"
+    if o.max_pixels is not None and not (integer(o.max_pixels) and o.max_pixels >= 1):
+        return f"max_pixels must be an integer >= 1 or None, got {o.max_pixels!r}"
+    if o.max_output_pixels is not None and not (integer(o.max_output_pixels) and o.max_output_pixels >= 1):
+        return f"max_output_pixels must be an integer >= 1 or None, got {o.max_output_pixels!r}"
+    if not (o.max_memory is None or o.max_memory == "auto" or (integer(o.max_memory) and o.max_memory >= 1)):
+        return f"max_memory must be a number of bytes >= 1, 'auto' or None, got {o.max_memory!r}"
+    if o.suffix is not None and (not isinstance(o.suffix, str) or suffix_problem(o.suffix)):
+        return f"suffix {o.suffix!r}: {suffix_problem(o.suffix) if isinstance(o.suffix, str) else 'must be a string'}"
+    if o.precision not in PRECISIONS:
+        return f"precision must be one of {', '.join(PRECISIONS)}, got {o.precision!r}"
+    if o.backend is not None and o.backend not in BACKENDS:
+        return f"backend must be one of {', '.join(BACKENDS)} or None, got {o.backend!r}"
+    return None
 
 
 @dataclass
@@ -298,7 +338,9 @@ class Upscaler:
         "failed" with a one-line error naming it, or "skipped" when ``target`` exists and
         ``overwrite`` is off. Model errors (a model that does not load) raise SurgeError:
         call :meth:`load` first to meet them before any work. ``progress(done, total)`` is
-        called as tiles finish."""
+        called as tiles finish (over all frames of an animation); an exception it raises (other
+        than FILE_ERRORS) propagates with nothing written, which is how a caller cancels a file.
+        Safe to call from several threads at once."""
         start = time.perf_counter()
         job = Job(Path(source), Path(target))
         result = FileResult(job.source, job.target, None, "failed")

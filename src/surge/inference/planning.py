@@ -89,11 +89,19 @@ def _is_within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def suffix_problem(suffix: str) -> str | None:
+    """Why ``suffix`` cannot be appended to file names, or None: a separator or ``..`` would put
+    outputs outside the output folder (``--suffix /../../x``) or make folders (``../x``: ``a..``)."""
+    if "/" in suffix or "\\" in suffix or os.sep in suffix or ".." in suffix or "\0" in suffix:
+        return "must not contain '/', '\\' or '..' (it is appended to each file name)"
+    return None
+
+
 def check_suffix(suffix: str | None) -> None:
-    """Refuse a suffix that is not part of a file name: a separator or ``..`` would put outputs
-    outside the output folder (``--suffix /../../x``) or make folders (``../x``: ``a..``)."""
-    if suffix is not None and ("/" in suffix or "\\" in suffix or os.sep in suffix or ".." in suffix or "\0" in suffix):
-        raise SurgeError(f"--suffix {suffix!r}: must not contain '/', '\\' or '..' (it is appended to each file name)")
+    """SurgeError naming ``--suffix`` if :func:`suffix_problem` finds one."""
+    problem = suffix_problem(suffix) if suffix is not None else None
+    if problem:
+        raise SurgeError(f"--suffix {suffix!r}: {problem}")
 
 
 def output_path(source: Path, out_dir: Path, options: UpscaleOptions, relative_dir: Path = Path()) -> Path:

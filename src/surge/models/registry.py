@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from surge.errors import ModelFileError, SurgeError
+from surge.errors import ModelFileError, SurgeError, UntrainedModelError
 from surge.models.bicubic import BicubicUpscaler
 from surge.models.config import GENERATOR_PRESETS
 from surge.models.files import load_model_file
@@ -278,3 +278,13 @@ def _preset_description(cfg) -> str:
         f"c{cfg.width0}/c{cfg.width1}, {cfg.blocks0}+{cfg.blocks1} blocks, k{cfg.head_kernel}, "
         + ", ".join(extras)
     )
+
+
+def refuse_untrained(model, allowed: bool) -> None:
+    """Raise UntrainedModelError unless ``model`` is trained or ``allowed`` (--allow-untrained):
+    an architecture preset has random weights, so its images and scores would be noise."""
+    if model is not None and not getattr(model, "trained", True) and not allowed:
+        raise UntrainedModelError(
+            f"{model.name}: is an untrained architecture preset (random weights: its output is noise); "
+            "use a trained model (`surge models`) or pass --allow-untrained"
+        )
