@@ -217,6 +217,9 @@ def test_resize_to_any_size_keeps_dtype():
     ("max_pixels", 0, "max_pixels must be"),
     ("precision", "fp8", "precision must be one of"),
     ("backend", "tensorrt", "backend must be one of"),
+    ("max_output_pixels", 0, "max_output_pixels must be"),
+    ("max_memory", "lots", "max_memory must be"),
+    ("suffix", "/../../escaped", "suffix '/../../escaped': must not contain"),
 ])
 def test_bad_options_are_refused_up_front(field, value, message):
     with pytest.raises(SurgeError, match=f"UpscaleOptions: {message}"):
