@@ -70,7 +70,7 @@ def test_rerun_replaces_its_own_output_but_never_inputs_or_foreign_folders(tmp_p
     before = pixels(set_dir)
     assert degrade(data, tmp_path / "out") == 0
     (tmp_path / "out" / "Tiny" / "stale.txt").write_text("from an older run")
-    assert degrade(data, tmp_path / "out") == 0  # a previous `surge degrade` output is replaced whole
+    assert degrade(data, tmp_path / "out", "--overwrite") == 0  # a previous `surge degrade` output is replaced whole
     assert not (tmp_path / "out" / "Tiny" / "stale.txt").exists()
     capsys.readouterr()
 
@@ -86,6 +86,25 @@ def test_rerun_replaces_its_own_output_but_never_inputs_or_foreign_folders(tmp_p
     assert (foreign / "keep.png").read_bytes() == b"x"
     after = pixels(set_dir)
     assert sorted(after) == sorted(before) and all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_an_existing_output_needs_overwrite(tmp_path, capsys):
+    """Issue 22: a rerun silently replaced the earlier benchmark files and recipe.json."""
+    data = tmp_path / "data"
+    make_set(data)
+    assert degrade(data, tmp_path / "out") == 0
+    recipe = tmp_path / "out" / "Tiny" / "recipe.json"
+    recipe.write_text(recipe.read_text().replace('"seed": 0', '"seed": 0, "note": "mine"'))
+    before = pixels(tmp_path / "out" / "Tiny")
+    capsys.readouterr()
+    assert degrade(data, tmp_path / "out", "--seed", 1) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--overwrite" in err and "Tiny" in err
+    assert '"note": "mine"' in recipe.read_text()
+    after = pixels(tmp_path / "out" / "Tiny")
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    assert degrade(data, tmp_path / "out", "--seed", 1, "--overwrite") == 0
+    assert json.loads(recipe.read_text())["seed"] == 1
 
 
 def test_a_bad_image_fails_the_set_without_leaving_anything(tmp_path, capsys):

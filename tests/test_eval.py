@@ -307,3 +307,36 @@ def test_matlab_uint8_bicubic_reproduces_the_selfexsr_table_digit_for_digit(shar
         assert r.complete
         assert round(r.psnr_y, 2) == psnr, (name, r.psnr_y)
         assert round(r.ssim_y, 4) == ssim, (name, r.ssim_y)
+
+
+def test_images_too_small_for_one_perceptual_metric_keep_their_psnr_ssim(tmp_path, capsys):
+    """Issue 22: 64 px images were dropped from PSNR/SSIM too, and the reason named VIF."""
+    set_dir = tmp_path / "bench" / "Tiny"
+    for i in range(2):
+        hr = _hr(i, (64, 64, 3))
+        _save(hr, set_dir / "HR" / f"im{i}.png")
+        _save(imresize(hr, 0.25), set_dir / "LR_bicubic_X4" / f"im{i}x4.png")
+    out = tmp_path / "scores.json"
+    rc = main(["eval", "--model", "bicubic", "--data", str(tmp_path / "bench"), "--sets", "Tiny", "--quiet",
+               "--metrics", "psnr", "ssim", "niqe", "vif", "--json", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 1  # a metric was not measured on every image: flagged, as skipped images are
+    entry = json.loads(out.read_text())["Tiny"]
+    assert entry["images"] == 2 and all("psnr_y" in v and "vif" in v and "niqe" not in v for v in entry["per_image"].values())
+    assert "NIQE" in captured.err and "104" in captured.err and "VIF" not in captured.err
+    assert SetResult.from_dict("Tiny", entry).psnr_y == pytest.approx(entry["psnr_y"])
+
+
+def test_eval_json_to_an_unwritable_place_fails_before_evaluating(tmp_path, capsys, monkeypatch):
+    """Issue 22: `eval --json` to an unwritable place failed only after the whole evaluation."""
+    import surge.evaluation.runner as runner
+
+    make_set(tmp_path / "bench")
+    blocked = tmp_path / "file"
+    blocked.write_text("a file, not a folder")
+    calls = []
+    monkeypatch.setattr(runner, "evaluate", lambda *a, **k: calls.append(1) or {})
+    assert main(["eval", "--model", "bicubic", "--data", str(tmp_path / "bench"), "--sets", "Tiny", "--quiet",
+                 "--json", str(blocked / "scores.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "scores.json" in err and not calls

@@ -92,3 +92,25 @@ def test_cli_accepts_bundled_names(tmp_path):
     out = tmp_path / "mix.safetensors"
     assert cli(["interpolate", "surge-x4-psnr", "surge-x4", "--alpha", "0.5", "-o", str(out)]) == 0
     assert read_provenance(out)["interpolation"]["b"]["file"] == "surge-x4.safetensors"
+
+
+def test_a_file_with_nan_weights_is_blamed_by_interpolate_and_upscale(pair, tmp_path, capsys):
+    """Issue 22: NaN weights passed `interpolate`, and `upscale` blamed itself ("this is a bug")."""
+    import numpy as np
+    from PIL import Image
+
+    torch.manual_seed(0)
+    net = SuRGeGenerator(GENERATOR_PRESETS["surge-tiny"])
+    with torch.no_grad():
+        next(net.parameters()).view(-1)[3] = float("nan")
+    broken = save_model(net, tmp_path / "broken.safetensors", provenance={"experiment": "x", "stage": "psnr", "steps": 1})
+    with pytest.raises(ModelFileError, match="broken.safetensors.*NaN"):
+        load_model_file(broken)
+    out = tmp_path / "blend.safetensors"
+    assert cli(["interpolate", str(pair[0]), str(broken), "--alpha", "0.5", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "broken.safetensors" in err and "NaN" in err and not out.exists()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "a.png")
+    assert cli(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "up"), "--model", str(broken), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "broken.safetensors" in err and "NaN" in err and "bug" not in err

@@ -119,3 +119,14 @@ def test_onnxruntime_matches_torch_fp32_on_set5(shared_datasets):
     for x in _set5_lr(shared_datasets):
         diff = np.abs(engine(x).numpy() - torch_fp32(model.network, x)).max()
         assert diff <= TOL, f"max |onnxruntime - torch| = {diff:.2e} on a {tuple(x.shape)} input"
+
+
+def test_a_graph_that_only_runs_at_its_export_size_is_refused_up_front(tmp_path, capsys):
+    """Issue 22: `--backend onnxruntime --model bicubic` ended in ONNX Runtime's MatMul traceback
+    (the built-in bicubic's weight matrices are computed for the export size)."""
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 12, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--backend", "onnxruntime",
+                 "--model", "bicubic", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("surge: error: bicubic") and "--backend torch" in err
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

@@ -75,3 +75,97 @@ def test_cli_prints_the_table_and_refuses_what_it_cannot_compare(tmp_path, capsy
     both.write_text(json.dumps({"x": {"Set5": _set(base[:5]).to_dict()}, "y": {"Set5": _set(base[:5]).to_dict()}}))
     assert main(["diff", str(both), str(b)]) == 2
     assert "holds 2 models (x, y)" in capsys.readouterr().err
+
+
+# --- issue 22: hostile and mismatched inputs -----------------------------------------------
+
+
+def test_diff_refuses_evaluations_made_with_different_protocols(tmp_path, capsys):
+    """Bicubic against itself scored with another crop read as a significant -0.30 dB."""
+    rng = np.random.default_rng(2)
+    base = rng.normal(26, 2, 12)
+    a = _json(tmp_path / "a.json", [_set(base, "Set14")])
+    cropped = _set(base - 0.3, "Set14")
+    cropped.crop = 8
+    b = _json(tmp_path / "b.json", [cropped])
+    assert main(["diff", str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "crop" in err and "4" in err and "8" in err
+    other_y = _set(base - 0.3, "Set14")
+    other_y.y_convention = "float"
+    c = _json(tmp_path / "c.json", [other_y])
+    assert main(["diff", str(a), str(c)]) == 2
+    assert "y_convention" in capsys.readouterr().err
+
+
+def test_an_interval_needs_enough_images_to_be_called_significant(tmp_path, capsys):
+    """One image gave a zero-width interval marked significant."""
+    from surge.evaluation.paired import MIN_INTERVAL_IMAGES
+
+    one = paired_difference(_set([25.0]), _set([25.5]))
+    assert one.images == 1 and not one.significant
+    assert np.isnan(one.ci_low) and np.isnan(one.ci_high)
+    few = paired_difference(_set(np.arange(MIN_INTERVAL_IMAGES - 1) + 20.0), _set(np.arange(MIN_INTERVAL_IMAGES - 1) + 21.0))
+    assert not few.significant
+    enough = paired_difference(_set(np.linspace(20, 30, MIN_INTERVAL_IMAGES)), _set(np.linspace(20, 30, MIN_INTERVAL_IMAGES) + 1))
+    assert enough.significant
+    a = _json(tmp_path / "a.json", [_set([25.0], "Set5")])
+    b = _json(tmp_path / "b.json", [_set([25.5], "Set5")])
+    assert main(["diff", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| Set5"))
+    assert " * " not in row and "n/a" in row
+    assert f"at least {MIN_INTERVAL_IMAGES} images" in out
+
+
+def _raw(path, per_image, **fields):
+    entry = {"per_image": per_image, "model": "m", "crop": 4, "y_convention": "matlab", **fields}
+    path.write_text(json.dumps({"Set5": entry}).replace('"NaN_"', "NaN").replace('"Inf_"', "Infinity"))
+    return path
+
+
+def test_diff_validates_per_image_values(tmp_path, capsys):
+    """`true` was read as 1.0; NaN, inf and null images were dropped without a word."""
+    good = {f"i{k}": {"psnr_y": 25.0 + k, "ssim_y": 0.7} for k in range(5)}
+    a = _raw(tmp_path / "a.json", good)
+    for bad, word in ((True, "true"), ("25", "'25'"), ("NaN_", "nan")):
+        b = _raw(tmp_path / "b.json", {**good, "i2": {"psnr_y": bad, "ssim_y": 0.7}})
+        assert main(["diff", str(a), str(b)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "i2" in err and "psnr_y" in err and word in err.lower(), err
+    # null in ssim_y is not a number either (only PSNR may be infinite)
+    b = _raw(tmp_path / "b.json", {**good, "i2": {"psnr_y": 26.0, "ssim_y": None}})
+    assert main(["diff", str(a), str(b), "--metrics", "ssim_y"]) == 2
+    assert "ssim_y" in capsys.readouterr().err
+
+
+def test_an_infinite_psnr_is_kept_not_dropped(tmp_path, capsys):
+    """An SR identical to HR has PSNR inf (null in the JSON): a legitimate score."""
+    good = {f"i{k}": {"psnr_y": 25.0 + k, "ssim_y": 0.7} for k in range(6)}
+    a = _raw(tmp_path / "a.json", {**good, "i0": {"psnr_y": None, "ssim_y": 1.0}})
+    b = _raw(tmp_path / "b.json", {**good, "i0": {"psnr_y": "Inf_", "ssim_y": 1.0}})
+    assert main(["diff", str(a), str(b)]) == 0  # both inf: equal, counted
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| Set5"))
+    assert "| 6 |" in row
+    c = _raw(tmp_path / "c.json", good)
+    assert main(["diff", str(c), str(a)]) == 2  # finite vs inf: no finite mean difference; said, not dropped
+    err = capsys.readouterr().err
+    assert "i0" in err and "inf" in err.lower()
+
+
+def test_diff_messages_for_empty_files_and_unmeasured_metrics(tmp_path, capsys):
+    empty = tmp_path / "e.json"
+    empty.write_text("{}")
+    assert main(["diff", str(empty), str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert "got dict" not in err and "no results" in err
+    listed = tmp_path / "l.json"
+    listed.write_text("[1]")
+    assert main(["diff", str(listed), str(listed)]) == 2
+    assert "JSON array" in capsys.readouterr().err
+    a = _json(tmp_path / "a.json", [_set(np.arange(6) + 20.0, "Set5")])
+    for metric, advice in (("psnr_rgb", "surge eval --rgb"), ("vif", "surge eval --metrics psnr ssim vif")):
+        assert main(["diff", str(a), str(a), "--metrics", metric]) == 2
+        err = capsys.readouterr().err
+        assert advice in err and f"--metrics {metric}" not in err, err

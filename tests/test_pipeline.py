@@ -143,19 +143,19 @@ def test_the_default_real_for_jpeg_follows_the_model_choice():
 
 
 def test_progress_counts_tiles(tmp_path):
-    _save(tmp_path / "a.png", h=20, w=30)
+    _save(tmp_path / "a.png", h=64, w=96)
     calls = []
-    upscaler = Upscaler(UpscaleOptions(model="bicubic", tile=10, overlap=2))
+    upscaler = Upscaler(UpscaleOptions(model="bicubic", tile=32, overlap=2))  # 32: the smallest tile (MIN_TILE)
     result = upscaler.process_file(tmp_path / "a.png", tmp_path / "a_x4.png", progress=lambda d, t: calls.append((d, t)))
     assert result.status == "done"
-    assert calls == [(0, 6), *((i, 6) for i in range(1, 7))]  # 2 x 3 tiles of 10 px, one per batch
+    assert calls == [(0, 6), *((i, 6) for i in range(1, 7))]  # 2 x 3 tiles of 32 px, one per batch
 
 
 def test_progress_counts_tiles_over_all_frames(tmp_path):
-    frames = [Image.fromarray(np.full((20, 10, 3), v, np.uint8)) for v in (0, 255)]
+    frames = [Image.fromarray(np.full((64, 32, 3), v, np.uint8)) for v in (0, 255)]
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=50)
     calls = []
-    upscaler = Upscaler(UpscaleOptions(model="bicubic", tile=10, overlap=2))
+    upscaler = Upscaler(UpscaleOptions(model="bicubic", tile=32, overlap=2))
     result = upscaler.process_file(tmp_path / "anim.gif", tmp_path / "anim.png", progress=lambda d, t: calls.append((d, t)))
     assert result.status == "done"
     assert calls[-1] == (4, 4) and [d for d, _ in calls] == sorted(d for d, _ in calls)
@@ -217,6 +217,9 @@ def test_resize_to_any_size_keeps_dtype():
     ("max_pixels", 0, "max_pixels must be"),
     ("precision", "fp8", "precision must be one of"),
     ("backend", "tensorrt", "backend must be one of"),
+    ("max_output_pixels", 0, "max_output_pixels must be"),
+    ("max_memory", "lots", "max_memory must be"),
+    ("suffix", "/../../escaped", "suffix '/../../escaped': must not contain"),
 ])
 def test_bad_options_are_refused_up_front(field, value, message):
     with pytest.raises(SurgeError, match=f"UpscaleOptions: {message}"):
@@ -272,3 +275,13 @@ def test_threads_can_share_one_upscaler(tmp_path):
     for i in range(4):
         expected = surge.upscale(read_image(tmp_path / f"{i}.png")[0], model="bicubic")
         assert np.array_equal(read_image(tmp_path / "out" / f"{i}.png")[0], expected)
+
+
+def test_tiles_under_the_floor_are_raised_to_it(tmp_path):
+    """Issue 22: --tile 1 / --tile 5 were accepted (95 s for a 64x64 image); the same output comes faster."""
+    _save(tmp_path / "a.png", h=64, w=64)
+    calls = []
+    upscaler = Upscaler(UpscaleOptions(model="bicubic", tile=5))
+    assert upscaler.tile == 32
+    assert upscaler.process_file(tmp_path / "a.png", tmp_path / "a_x4.png", progress=lambda d, t: calls.append((d, t))).status == "done"
+    assert calls[-1] == (4, 4)  # 2 x 2 tiles of 32 px, not 13 x 13 of 5

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import surge
+from surge.cli.messages import printable, printable_lines
 from surge import PRECISIONS
 from surge.errors import DatasetError, SurgeError
 
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         entry = saved_by_name.pop(name, None) or ModelEntry(name, params=predictor.params)
         missing = [s for s in args.sets if entry.result(s) is None]
         if missing:
-            print(f"evaluating {name} on {', '.join(missing)}", flush=True)
+            print(printable(f"evaluating {name} on {', '.join(missing)}"), flush=True)
             fresh = evaluate(predictor, data, missing, progress=not args.quiet)
             entry.results.update(fresh)
             entry.origin = "measured" if entry.origin == "measured" else f"measured + {entry.origin}"
@@ -82,11 +83,11 @@ def run(args: argparse.Namespace) -> int:
 
     for e in entries:
         shown = {s: e.result(s) for s in args.sets if e.result(s) is not None}
-        print(f"\n{e.name} ({e.origin})")
-        print(format_eval_table(shown))
+        print(printable_lines(f"\n{e.name} ({e.origin})"))
+        print(printable_lines(format_eval_table(shown)))
         skipped = format_skipped(shown)
         if skipped:
-            print(skipped, file=sys.stderr)
+            print(printable_lines(skipped), file=sys.stderr)
 
     out: Path = args.out
     figure = _crop_figure(entries, predictors, data, args, crops, out / "crops.png")
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     md = markdown_report(entries, sets, figure=figure.name if figure else None, references=references, protocol=protocol)
     write_text(md, out / "comparison.md")
     write_json({e.name: {s: r.to_dict() for s, r in e.results.items()} for e in entries}, out / "results.json")
-    print(f"\nwrote {out / 'comparison.md'}, {out / 'results.json'}" + (f", {figure}" if figure else ""))
+    print(printable_lines(f"\nwrote {out / 'comparison.md'}, {out / 'results.json'}" + (f", {figure}" if figure else "")))
     complete = all(r.complete for e in entries for s in args.sets if (r := e.result(s)) is not None)
     return 0 if complete else 1
 

@@ -12,7 +12,8 @@ training degradation, and each image's parameters depend only on the seed and
 A set is built in a temp folder next to its destination and renamed into place: an
 interrupted run leaves the previous output or none, never half a set. Inputs are never
 written: an output set folder that is, contains or lies inside its input set is refused, and
-so is an existing folder that ``surge degrade`` did not write.
+so is an existing folder that ``surge degrade`` did not write; an earlier ``surge degrade``
+output is replaced only with ``--overwrite`` (as ``surge upscale`` and ``interpolate`` do).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from surge.cli.messages import printable
 from surge.atomic import _umask
 from surge.errors import DatasetError, ImageReadError, ImageWriteError
 
@@ -41,6 +43,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="output root: DIR/<Set>/HR and DIR/<Set>/LR_degraded_X4")
     p.add_argument("--recipe", choices=RECIPES, default="bench-v1", help="degradation recipe (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the per-image parameters (default: %(default)s, the published benchmark)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier `surge degrade` output of the same sets")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,10 +57,10 @@ def run(args: argparse.Namespace) -> int:
     sources = [find_set(data, name) for name in args.sets]  # every set checked before any writing
     plan = [(src, args.out / src.name) for src in sources]
     for src, dst in plan:
-        check_target(src, dst)
+        check_target(src, dst, overwrite=args.overwrite)
     for src, dst in plan:
         n = write_set(src, dst, seed=args.seed)
-        print(f"{src.name}: {n} images -> {dst} ({args.recipe}, seed {args.seed})", flush=True)
+        print(printable(f"{src.name}: {n} images -> {dst} ({args.recipe}, seed {args.seed})"), flush=True)
     return 0
 
 
@@ -76,13 +79,17 @@ def hr_images(set_dir: Path) -> list[Path]:
     return files
 
 
-def check_target(src: Path, dst: Path) -> None:
-    """Refuse an output set folder that would write into the inputs or over foreign files."""
+def check_target(src: Path, dst: Path, overwrite: bool = False) -> None:
+    """Refuse an output set folder that would write into the inputs, over foreign files, or
+    (without ``overwrite``) over an earlier ``surge degrade`` output."""
     s, d = src.resolve(), dst.resolve()
     if d == s or d.is_relative_to(s) or s.is_relative_to(d):
         raise ImageWriteError(f"{dst}: output would overlap the input set {src}; choose another --out")
     if dst.exists() and not (dst / "recipe.json").is_file():
         raise ImageWriteError(f"{dst}: exists and was not written by `surge degrade` (no recipe.json); choose another --out")
+    if dst.exists() and not overwrite:
+        raise ImageWriteError(f"{dst}: exists (an earlier `surge degrade` output); use --overwrite to replace it, "
+                              "or choose another --out")
 
 
 def write_set(src: Path, dst: Path, seed: int) -> int:

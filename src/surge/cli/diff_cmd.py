@@ -54,7 +54,8 @@ def _label(path: Path) -> str:
 
 
 def run(args) -> int:
-    from surge.evaluation.paired import format_paired_table, paired_difference
+    from surge.cli.messages import printable, printable_lines
+    from surge.evaluation.paired import MIN_INTERVAL_IMAGES, format_paired_table, paired_difference, protocol_mismatch
 
     a, b = _one_model(args.a), _one_model(args.b)
     sets = args.sets or [name for name in a.results if b.result(name) is not None]
@@ -65,16 +66,25 @@ def run(args) -> int:
         for path, entry in ((args.a, a), (args.b, b)):
             if entry.result(name) is None:
                 raise DatasetError(f"{path}: no results for set {name} (it has {', '.join(entry.results)})")
+        mismatch = protocol_mismatch(a.result(name), b.result(name))
+        if mismatch:
+            raise DatasetError(f"{args.a}, {args.b}: set {name} was evaluated under different protocols ({mismatch}); "
+                               "scores are comparable only with the same --crop, --y-convention and LR source")
         for metric in args.metrics:
             rows.append(paired_difference(a.result(name), b.result(name), metric, level=args.level, seed=args.seed))
     # Run folders name their weights "last"/"best": then the files (and their folders) tell them apart.
     name_a, name_b = a.name, b.name
     if name_a == name_b or {name_a, name_b} & RUN_WEIGHT_NAMES:
         name_a, name_b = _label(args.a), _label(args.b)
-    print(format_paired_table(rows, name_a, name_b))
-    print(f"\ndifference = {name_b} - {name_a}, mean over images; interval: BCa bootstrap over images "
+    print(printable_lines(format_paired_table(rows, name_a, name_b)))
+    print(f"\ndifference = {printable(name_b)} - {printable(name_a)}, mean over images; interval: BCa bootstrap over images "
           f"(seed {args.seed}), * where it excludes 0. It does not include training noise: compare seeds for that.")
-    few = sorted({r.set_name for r in rows if r.images < FEW_IMAGES})
+    none = sorted({printable(r.set_name) for r in rows if r.images < MIN_INTERVAL_IMAGES})
+    few = sorted({printable(r.set_name) for r in rows if MIN_INTERVAL_IMAGES <= r.images < FEW_IMAGES})
+    if none:
+        print(printable_lines(f"{', '.join(none)}: no interval (it needs at least {MIN_INTERVAL_IMAGES} images); "
+                              "read the better/worse counts."))
     if few:
-        print(f"{', '.join(few)}: fewer than {FEW_IMAGES} images, so the interval is rough; read the better/worse counts.")
+        print(printable_lines(f"{', '.join(few)}: fewer than {FEW_IMAGES} images, so the interval is rough; "
+                              "read the better/worse counts."))
     return 0

@@ -12,9 +12,11 @@ import sys
 from pathlib import Path
 
 import surge
+from surge.cli.messages import printable, printable_lines
 from surge import PRECISIONS
 from surge.cli.untrained import add_allow_untrained, refuse_untrained
-from surge.errors import DatasetError
+from surge.atomic import check_writable
+from surge.errors import DatasetError, ImageWriteError
 from surge.evaluation.metrics import Y_CONVENTIONS
 
 DEFAULT_DATA = Path("..") / "shared" / "datasets" / "benchmark"
@@ -84,20 +86,22 @@ def run(args: argparse.Namespace) -> int:
     refuse_untrained(predictor.model, args.allow_untrained)
     if args.json is not None:  # before any work: the scores must not replace an image or the model
         refuse_output_over_inputs(args.json, resolve_sets(data, args.sets, predictor.scale), [Path(args.model)])
-    print(f"model {predictor.describe()} on {data}", flush=True)
+        check_writable(args.json, ImageWriteError)
+    print(printable(f"model {predictor.describe()} on {data}"), flush=True)
     perceptual = tuple(m for m in METRICS if m in args.metrics and m not in ("psnr", "ssim"))
     print(f"protocol: {protocol_line(args.y_convention, crop, perceptual)}", flush=True)
     results = evaluate(
         predictor, data, args.sets, save_sr=args.save_sr, crop=crop, y_convention=args.y_convention,
         rgb=args.rgb, perceptual_metrics=perceptual, progress=not args.quiet,
     )
-    print(format_eval_table(results, rgb=args.rgb))
+    print(printable_lines(format_eval_table(results, rgb=args.rgb)))
     skipped = format_skipped(results)
     if skipped:
-        print(skipped, file=sys.stderr)
+        print(printable_lines(skipped), file=sys.stderr)
     if args.json is not None:
         write_json(results_to_dict(results), args.json)
-        print(f"wrote {args.json}")
+        print(printable(f"wrote {args.json}"))
     if args.save_sr is not None:
-        print(f"saved SR images under {args.save_sr}")
-    return 0 if all_complete(results.values()) else 1
+        print(printable(f"saved SR images under {args.save_sr}"))
+    every_metric = not any(r.unmeasured for r in results.values())
+    return 0 if all_complete(results.values()) and every_metric else 1

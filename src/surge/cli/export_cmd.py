@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 import surge
+from surge.cli.messages import printable
 from surge.errors import SurgeError
 
 
@@ -30,5 +31,5 @@ def run(args) -> int:
         raise SurgeError(f"{out}: output file must end in .onnx")
     model = surge.load_model(args.model, device="cpu")
     model.export_onnx(out, opset=args.opset, optimize=not args.no_optimize)
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, opset {args.opset}, dynamic batch/height/width)")
+    print(printable(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, opset {args.opset}, dynamic batch/height/width)"))
     return 0

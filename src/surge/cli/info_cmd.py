@@ -10,6 +10,7 @@ import argparse
 import json
 
 import surge
+from surge.cli.messages import printable_lines
 from surge.inference.info import describe
 
 # describe() keys in display order, with their labels; other keys are printed after them.
@@ -42,7 +43,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(info, indent=2, default=str))
     else:
-        print(format_info(info))
+        print(printable_lines(format_info(info)))
     return 0
 
 

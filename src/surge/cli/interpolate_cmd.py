@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from surge.cli.messages import printable
 from surge.errors import SurgeError
 
 
@@ -34,5 +35,5 @@ def run(args) -> int:
     if out.exists() and not args.overwrite:
         raise SurgeError(f"{out}: exists; use --overwrite to replace it")
     save_interpolation(a, b, args.alpha, out, dtype=torch.float16 if args.fp16 else None, replace=args.overwrite)
-    print(f"wrote {out}: (1 - {args.alpha:g}) * {args.a} + {args.alpha:g} * {args.b}")
+    print(printable(f"wrote {out}: (1 - {args.alpha:g}) * {args.a} + {args.alpha:g} * {args.b}"))
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 import warnings
 
@@ -67,6 +68,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from surge.atomic import Terminated, handle_sigterm
+    from surge.cli.messages import printable
     from surge.errors import SurgeError
 
     if argv is None:
@@ -82,12 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), handle_sigterm():  # SIGTERM (`timeout`, `docker stop`, systemd) unwinds like Ctrl-C
             warnings.showwarning = _user_warnings(warnings.showwarning)
             return int(args._run(args) or 0)
     except SurgeError as exc:
-        print(f"surge: error: {exc}", file=sys.stderr)
+        print(printable(f"surge: error: {exc}"), file=sys.stderr)
         return 2
+    except Terminated:
+        print("surge: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("surge: interrupted", file=sys.stderr)
         return 130
@@ -108,7 +114,9 @@ def _user_warnings(default):
         if issubclass(category, SurgeWarning):
             from tqdm import tqdm
 
-            tqdm.write(f"surge: warning: {message}", file=sys.stderr)  # between progress-bar redraws
+            from surge.cli.messages import printable
+
+            tqdm.write(printable(f"surge: warning: {message}"), file=sys.stderr)  # between progress-bar redraws
         else:
             default(message, category, filename, lineno, file, line)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from surge.cli.messages import printable_lines
 from surge.models.registry import available_models, default_model_name
 
 
@@ -17,7 +18,7 @@ def run(args) -> int:
     default = default_model_name()
     for row in rows:
         row["default"] = row["name"] == default
-    print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+    print(json.dumps(rows, indent=2) if args.json else printable_lines(format_table(rows)))
     return 0
 
 

@@ -37,9 +37,12 @@ from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from surge import BACKENDS, PRECISIONS
+from surge.atomic import sweep_stale_temps
+from surge.cli.messages import emit, error, warn
 from surge.cli.untrained import add_allow_untrained
 from surge.errors import SurgeError
 from surge.inference.image_io import (
@@ -49,6 +52,9 @@ from surge.inference.image_io import (
     ImageMeta,
     check_writable_dir,
 )
+from surge.inference.limits import BYTES_PER_INPUT_PIXEL_X4, DEFAULT_MAX_OUTPUT_PIXELS, parse_size
+from surge.inference.planning import check_suffix
+from surge.inference.tiling import MIN_TILE
 from surge.inference.pipeline import (
     COMPRESSED_MODEL,
     COMPRESSED_QUALITY,
@@ -67,16 +73,16 @@ EXTENSIONS = ("png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp", "avif", "heic"
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders; - reads one image from stdin")
-    p.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR|FILE|-",
-                   help="output folder (created if missing); or, for one input file, the output file (format from its "
-                        "extension); - writes the one image to stdout (format from --ext)")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR|FILE|-",
+                   help="output folder (created if missing; a name ending in / is always a folder); or, for one input "
+                        "file, the output file (format from its extension); - writes the one image to stdout (format from --ext)")
     p.add_argument("--model", default=None, metavar="NAME|FILE",
                    help="model name, .safetensors file, or .onnx file from `surge export` (runs with onnxruntime: "
                         "input float32 NCHW RGB in [0, 1], output clamped to [0, 1]) (default: the best installed model; see `surge models`)")
     p.add_argument("-s", "--outscale", default=None, type=_outscale, metavar="S",
                    help="final scale of the output vs the input, e.g. 2 or 3.5: the model's output is resized with MATLAB bicubic (default: the model's scale, 4)")
     p.add_argument("--recursive", action="store_true", help="walk folders recursively (keeps the sub-folder structure; follows symlinked folders once)")
-    p.add_argument("--suffix", default=None, help="appended to each output file name (default: _x<S>, e.g. _x4)")
+    p.add_argument("--suffix", default=None, help="appended to each output file name, no '/' or '..' (default: _x<S>, e.g. _x4)")
     p.add_argument("--ext", default="png", choices=EXTENSIONS, help="output format; 'same' keeps the input's (default: %(default)s)")
     p.add_argument("--quality", default=JPEG_QUALITY, type=_quality, metavar="1-100", help="JPEG/WebP/AVIF/HEIC quality (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
@@ -85,7 +91,15 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="auto", choices=PRECISIONS)
     p.add_argument("--device", default="auto", metavar="auto|cpu|cuda[:N]")
     p.add_argument("--backend", default=None, choices=BACKENDS, help="default: onnxruntime for an .onnx --model, else torch")
-    p.add_argument("--max-pixels", default=DEFAULT_MAX_PIXELS, type=_positive, metavar="N", help="refuse inputs with more pixels (default: %(default)s)")
+    p.add_argument("--max-pixels", default=DEFAULT_MAX_PIXELS, type=_positive, metavar="N",
+                   help="refuse inputs with more pixels, all frames together (default: %(default)s)")
+    p.add_argument("--max-output-pixels", default=DEFAULT_MAX_OUTPUT_PIXELS, type=_positive, metavar="N",
+                   help="refuse files whose output would have more pixels (default: %(default)s, above which Pillow "
+                        "refuses to open an image)")
+    p.add_argument("--max-memory", default="auto", type=_memory, metavar="SIZE|auto",
+                   help="refuse files whose estimated peak memory is larger, e.g. 4G (default: auto = 3/4 of the RAM "
+                        f"available at start; about {1e9 / BYTES_PER_INPUT_PIXEL_X4 / 1e6:.0f} MP of 8-bit input per GB at x4, "
+                        "plus the tiles' working set)")
     p.add_argument("--batch-size", default=1, type=_positive, metavar="N", help="tiles per forward pass (default: %(default)s)")
     p.add_argument("--io-threads", default=None, type=_non_negative, metavar="N",
                    help="threads that write outputs (and one that reads the next input) while the model computes; "
@@ -118,10 +132,26 @@ def _non_negative(text: str) -> int:
 
 
 def _positive(text: str) -> int:
-    value = _non_negative(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("expected an integer > 0")
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
     return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _memory(text: str) -> int | str:
+    if text == "auto":
+        return "auto"
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _outscale(text: str) -> float:
@@ -135,9 +165,9 @@ def _outscale(text: str) -> float:
 
 
 def _quality(text: str) -> int:
-    value = _positive(text)
-    if value > 100:
-        raise argparse.ArgumentTypeError(f"expected 1-100, got {value}")
+    value = _integer(text)
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"expected an integer from 1 to 100, got {value}")
     return value
 
 
@@ -169,9 +199,13 @@ def _run_piped(args) -> int:
     the image only once it is complete; messages say <stdin>/<stdout>, not the temporary names."""
     if STDIO in args.inputs and len(args.inputs) > 1:
         raise SurgeError("-: stdin is read as the only input; give files and folders in another call")
+    if STDIO in args.inputs and sys.stdin is None:  # `<&-`: Python leaves sys.stdin None
+        raise SurgeError("-: stdin is closed")
     if STDIO in args.inputs and sys.stdin.isatty():
         raise SurgeError("-: stdin is a terminal; pipe or redirect an image into it")
     to_stdout = str(args.output) == STDIO
+    if to_stdout and sys.stdout is None:  # `>&-`
+        raise SurgeError("-o -: stdout is closed")
     if to_stdout and (len(args.inputs) != 1 or Path(args.inputs[0]).is_dir()):
         raise SurgeError("-o -: stdout takes exactly one image; give one input file, or an output folder")
     if to_stdout and sys.stdout.isatty():
@@ -179,8 +213,7 @@ def _run_piped(args) -> int:
     with tempfile.TemporaryDirectory(prefix="surge-") as tmp:
         aliases: dict[str, str] = {}
         if args.inputs == [STDIO]:
-            source = Path(tmp) / "stdin"
-            source.write_bytes(sys.stdin.buffer.read())
+            source = _stdin_file(Path(tmp))
             args.inputs = [str(source)]
             aliases[str(source)] = "<stdin>"
         if to_stdout:
@@ -189,15 +222,45 @@ def _run_piped(args) -> int:
             aliases[str(args.output)] = "<stdout>"
         _ALIASES.update(aliases)
         try:
-            rc = _run(args)
+            return _run(args, deliver=_to_stdout if to_stdout else None)
         except SurgeError as exc:
             raise type(exc)(_aliased(str(exc))) from None
         finally:
             _ALIASES.clear()
-        if to_stdout and rc == 0:
-            sys.stdout.buffer.write(args.output.read_bytes())
-            sys.stdout.buffer.flush()
-    return rc
+
+
+# Pillow's format -> the extension `--ext same` gives an image read from stdin.
+_FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp", "GIF": ".gif",
+                      "AVIF": ".avif", "HEIF": ".heic"}
+
+
+def _stdin_file(folder: Path) -> Path:
+    """stdin's bytes as a file named after their format (``stdin.jpg``), so that ``--ext same``
+    keeps it; ``stdin`` alone when the format is not recognised (the read then says so)."""
+    data = sys.stdin.buffer.read()
+    source = folder / "stdin"
+    source.write_bytes(data)
+    try:
+        from surge.inference.image_io import heif_available
+
+        heif_available()  # registers the HEIF opener, when installed
+        with Image.open(source) as img:
+            ext = _FORMAT_EXTENSIONS.get(img.format or "")
+    except Exception:  # not an image: the read reports it, naming <stdin>
+        ext = None
+    if ext:
+        source = source.rename(source.with_suffix(ext))
+    return source
+
+
+def _to_stdout(path: Path) -> None:
+    """The finished image onto stdout, unbuffered: an error (a full disk, a closed pipe) is
+    raised here, before anything reports success, and nothing is left to flush at exit."""
+    data = memoryview(path.read_bytes())
+    sys.stdout.flush()
+    fd = sys.stdout.fileno()
+    while data:
+        data = data[os.write(fd, data):]
 
 
 _ALIASES: dict[str, str] = {}  # temporary path -> what messages call it (<stdin>, <stdout>)
@@ -214,7 +277,11 @@ def options_from_args(args) -> UpscaleOptions:
     return UpscaleOptions(**{f.name: getattr(args, f.name) for f in fields(UpscaleOptions)})
 
 
-def _run(args) -> int:
+def _run(args, deliver=None) -> int:
+    """``deliver(path)``: hands the one output on (stdout) before the closing line is printed."""
+    if isinstance(args.tile, int) and 0 < args.tile < MIN_TILE:
+        _warn(f"--tile {args.tile}: raised to {MIN_TILE} (smaller tiles give the same output, only slower)")
+    check_suffix(args.suffix)  # before the options, to name the option as given
     options = options_from_args(args)
     notes: list[str] = []
     jobs, errors = plan_jobs(args.inputs, args.output, options, args.recursive, notes)
@@ -232,24 +299,39 @@ def _run(args) -> int:
         jobs[0].format  # noqa: B018 - raises for a format this install cannot write
     upscaler = Upscaler(options)
     upscaler.load()  # model errors: exit 2, before any work
+    for folder in sorted({job.target.parent for job in jobs}):
+        sweep_stale_temps(folder)  # temp files of earlier runs that were killed (only ours, only dead ones)
     compressed: list[tuple[Path, int]] = []
     done, skipped, failed = _process(jobs, upscaler, args, compressed)
+    if deliver is not None and done:
+        try:
+            deliver(jobs[0].target)
+        except OSError as exc:
+            _release_stdout()
+            _error(f"{args.output}: cannot write ({exc.strerror or exc})")
+            done, failed = done - 1, failed + 1
     if not args.quiet:
         if compressed and upscaler.for_jpeg_name is not None:
-            print(f"surge: {len(compressed)} JPEG(s) of quality <= {COMPRESSED_QUALITY} upscaled with {upscaler.for_jpeg_name}",
-                  file=sys.stderr)
+            emit(f"surge: {len(compressed)} JPEG(s) of quality <= {COMPRESSED_QUALITY} upscaled with {upscaler.for_jpeg_name}")
         elif compressed and _trained_on_clean_lr(upscaler.main_model):
             path, quality = compressed[0]
             more = f" and {len(compressed) - 1} more" if len(compressed) > 1 else ""
             name = upscaler.main_name
             fix = ("--real-for-jpeg upscales them with " + REAL_WORLD_COUNTERPART[name] if name in REAL_WORLD_COUNTERPART
                    else f"--model {COMPRESSED_MODEL} removes them")
-            print(f"surge: note: {_aliased(str(path))} (JPEG quality ~{quality}){more}: this model was trained on clean input and "
-                  f"sharpens JPEG artifacts; {fix} (README: Which model)",
-                  file=sys.stderr)
-        print(f"surge: {done} upscaled, {skipped} skipped, {failed + len(errors)} failed -> {_aliased(str(args.output))}",
-              file=sys.stderr)
+            emit(f"surge: note: {_aliased(str(path))} (JPEG quality ~{quality}){more}: this model was trained on clean input and "
+                 f"sharpens JPEG artifacts; {fix} (README: Which model)")
+        emit(f"surge: {done} upscaled, {skipped} skipped, {failed + len(errors)} failed -> {_aliased(str(args.output))}")
     return 1 if failed or errors else 0
+
+
+def _release_stdout() -> None:
+    # After a failed write, point stdout at nothing so Python's exit-time flush cannot fail again.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _trained_on_clean_lr(model) -> bool:
@@ -276,7 +358,7 @@ def _process(jobs: list[Job], upscaler: Upscaler, args, compressed: list[tuple[P
         if job.target.exists() and not args.overwrite:
             skipped += 1
             if show:
-                tqdm.write(f"surge: skipping {job.source}: {job.target} exists (use --overwrite)", file=sys.stderr)
+                emit(_aliased(f"surge: skipping {job.source}: {job.target} exists (use --overwrite)"))
         else:
             todo.append(job)
     threads = _io_threads(args)
@@ -386,8 +468,8 @@ def _write_job(results: list[np.ndarray], job: Job, meta: ImageMeta, upscaler: U
 
 
 def _error(message: str) -> None:
-    tqdm.write(f"surge: error: {_aliased(message)}", file=sys.stderr)
+    error(_aliased(message))  # escaped: names may hold terminal escapes or newlines
 
 
 def _warn(message: str) -> None:
-    tqdm.write(f"surge: warning: {_aliased(message)}", file=sys.stderr)
+    warn(_aliased(message))

@@ -19,6 +19,7 @@ import numpy as np
 from surge.evaluation.metrics import rgb_to_y
 from surge.evaluation.reference import REFERENCES, Reference, canonical_set
 from surge.evaluation.runner import SetResult, atomic_output
+from surge.safetext import printable
 
 # ---------------------------------------------------------------------------------------
 # Plain-text table of `surge eval`
@@ -42,7 +43,7 @@ def format_eval_table(results: dict[str, SetResult], rgb: bool = False) -> str:
     header = ["set", "images", "PSNR-Y", "SSIM-Y"] + (["PSNR-RGB"] if rgb else []) + [p[1] for p in perceptual] + ["s/img"]
     rows = []
     for name, r in results.items():
-        row = [name, r.coverage(), _fmt(r.psnr_y, 2), _fmt(r.ssim_y, 4)]
+        row = [printable(name), r.coverage(), _fmt(r.psnr_y, 2), _fmt(r.ssim_y, 4)]
         if rgb:
             row.append(_fmt(r.psnr_rgb, 2))
         row.extend(_fmt(getattr(r, key), digits) for key, _, digits in perceptual)
@@ -59,13 +60,17 @@ def format_skipped(results: dict[str, SetResult]) -> str:
     """Lines naming every skipped image and why; empty when every image was measured."""
     lines = []
     for name, r in results.items():
+        name = printable(name)
+        if r.unmeasured:
+            lines.append(f"* {name}: some images could not be measured with every metric (those means are over fewer images)")
+            lines.extend(printable(f"    not measured {s.name}: {s.reason}") for s in r.unmeasured)
         if r.complete:
             continue
         if r.images == 0:
             lines.append(f"* {name}: no image could be measured ({r.total} in the set); no mean is reported")
         else:
             lines.append(f"* {name}: mean over {r.images} of {r.total} images, NOT comparable with published results")
-        lines.extend(f"    skipped {s.name}: {s.reason}" for s in r.skipped)
+        lines.extend(printable(f"    skipped {s.name}: {s.reason}") for s in r.skipped)
     return "\n".join(lines)
 
 
@@ -290,8 +295,12 @@ def load_results_json(path: str | os.PathLike) -> list[ModelEntry]:
         raise DatasetError(f"{path}: results file not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DatasetError(f"{path}: not a readable JSON results file ({exc.__class__.__name__}: {exc})") from None
-    if not isinstance(data, dict) or not data:
-        raise DatasetError(f"{path}: expected a JSON object of results, got {type(data).__name__}")
+    if not isinstance(data, dict):
+        kinds = {list: "a JSON array", str: "a JSON string", bool: "true/false", type(None): "null"}
+        kind = kinds.get(type(data), "a JSON number")
+        raise DatasetError(f"{path}: expected a JSON object of results ({{set: result}}, from `surge eval --json`), got {kind}")
+    if not data:
+        raise DatasetError(f"{path}: holds no results (an empty JSON object); give a `surge eval --json` file")
 
     def entry(name: str | None, sets: dict) -> ModelEntry:
         if not isinstance(sets, dict) or not all(isinstance(v, dict) for v in sets.values()):

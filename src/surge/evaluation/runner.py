@@ -99,6 +99,8 @@ class SetResult:
     crop: int = 4
     lr_source: str = "files"
     params: int | None = None  # parameter count of the model's network (0 for bicubic)
+    # Images whose PSNR/SSIM were measured but one perceptual metric could not be (too small).
+    unmeasured: list[Skipped] = field(default_factory=list)
 
     @property
     def images(self) -> int:
@@ -168,6 +170,7 @@ class SetResult:
             "params": self.params,
             "seconds_per_image": _json_float(self.seconds_per_image),
             "skipped": {s.name: s.reason for s in self.skipped},
+            **({"unmeasured": {s.name: s.reason for s in self.unmeasured}} if self.unmeasured else {}),
             "per_image": {name: r.to_dict() for name, r in self.per_image.items()},
         }
         for key in _OPTIONAL_SCORES:
@@ -181,20 +184,23 @@ class SetResult:
         try:
             per_image = {
                 k: ImageResult(
-                    psnr_y=_from_json_float(v["psnr_y"]),
-                    ssim_y=_from_json_float(v["ssim_y"]),
+                    psnr_y=_from_json_float(v["psnr_y"], k, "psnr_y"),
+                    ssim_y=_from_json_float(v["ssim_y"], k, "ssim_y"),
                     seconds=float(v.get("seconds", math.nan)),
-                    **{key: _from_json_float(v[key]) for key in _OPTIONAL_SCORES if key in v},
+                    **{key: _from_json_float(v[key], k, key) for key in _OPTIONAL_SCORES if key in v},
                 )
                 for k, v in data["per_image"].items()
             }
             skipped = [Skipped(k, str(v)) for k, v in data.get("skipped", {}).items()]
+            unmeasured = [Skipped(k, str(v)) for k, v in data.get("unmeasured", {}).items()]
             return cls(
                 name=name, model=model or str(data.get("model", "?")), per_image=per_image, skipped=skipped,
                 y_convention=str(data.get("y_convention", "matlab")), crop=int(data.get("crop", 4)),
                 lr_source=str(data.get("lr_source", "files")),
-                params=int(data["params"]) if data.get("params") is not None else None,
+                params=int(data["params"]) if data.get("params") is not None else None, unmeasured=unmeasured,
             )
+        except DatasetError as exc:
+            raise DatasetError(f"set {name!r}: {exc}") from None
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DatasetError(f"set {name!r}: malformed result entry ({exc.__class__.__name__}: {exc})") from None
 
@@ -206,8 +212,18 @@ def _json_float(x: float | None) -> float | None:
     return float(x)
 
 
-def _from_json_float(x) -> float:
-    return math.inf if x is None else float(x)
+# Scores that are infinite when the SR equals the HR; _json_float writes that as null.
+_MAY_BE_INFINITE = ("psnr_y", "psnr_rgb")
+
+
+def _from_json_float(x, image: str = "?", key: str = "psnr_y") -> float:
+    """A score read back from JSON: a number (null or Infinity only for PSNR, meaning SR == HR);
+    anything else (true, "25", NaN) is a DatasetError naming the image, never a guess."""
+    if x is None and key in _MAY_BE_INFINITE:
+        return math.inf
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or math.isnan(x) or (math.isinf(x) and key not in _MAY_BE_INFINITE):
+        raise DatasetError(f"image {image!r}: {key} is {json.dumps(x) if isinstance(x, (bool, type(None))) else repr(x)}, not a valid score")
+    return float(x)
 
 
 # ---------------------------------------------------------------------------------------
@@ -376,12 +392,16 @@ def evaluate_set(
                                    f"(needs {smallest} px: {crop} px border crop + {metrics.SSIM_WINDOW} px SSIM window)")
             )
             continue
-        if min(hr.shape[:2]) < perceptual.min_size(extra, crop):
-            result.skipped.append(
-                Skipped(pair.name, f"{pair.hr_path}: {hr.shape[1]}x{hr.shape[0]} px is too small for {'/'.join(extra)} "
-                                   f"(needs {perceptual.min_size(extra, crop)} px with a {crop} px border crop)")
-            )
-            continue
+        # A perceptual metric that needs a larger image is left out for this image alone (and
+        # reported); its PSNR/SSIM are still measured.
+        fits = tuple(m for m in extra if min(hr.shape[:2]) >= perceptual.min_size([m], crop))
+        for m in extra:
+            if m not in fits:
+                result.unmeasured.append(
+                    Skipped(pair.name, f"{pair.hr_path}: {hr.shape[1]}x{hr.shape[0]} px is too small for {m.upper()} "
+                                       f"(needs {perceptual.min_size([m], crop)} px with a {crop} px border crop); "
+                                       "PSNR/SSIM measured")
+                )
         start = time.perf_counter()
         sr = predictor(lr)
         seconds = time.perf_counter() - start
@@ -391,7 +411,7 @@ def evaluate_set(
             ssim_y=ssim,
             seconds=seconds,
             psnr_rgb=metrics.psnr_rgb(sr, hr, crop) if rgb else None,
-            **perceptual.measure(extra, sr, hr, crop, y_convention),
+            **perceptual.measure(fits, sr, hr, crop, y_convention),
         )
         if out_dir is not None:
             save_png(sr, out_dir / f"{pair.name}.png", protect=inputs)

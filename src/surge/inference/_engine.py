@@ -98,7 +98,10 @@ class Engine:
         if backend == "onnxruntime":
             from surge.inference.onnx_backend import OnnxSession, export_to_bytes
 
+            from surge.inference.onnx_backend import check_size_independent
+
             self._session = OnnxSession(export_to_bytes(network.cpu(), in_channels=model.in_channels), self.device)
+            check_size_independent(self._session, network, model.in_channels, model.name)
             self.network = network
             return
         network = network.to(self.device)

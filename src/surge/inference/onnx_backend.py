@@ -218,6 +218,25 @@ class OnnxSession:
         return torch.from_numpy(out)
 
 
+def check_size_independent(session: OnnxSession, network: nn.Module, in_channels: int, name: str,
+                           size: tuple[int, int] = (12, 20), tolerance: float = 1e-3) -> None:
+    """Run the exported graph at a size other than the export sample's and compare it with the
+    network: a graph whose shapes were fixed at export (the built-in bicubic computes its weight
+    matrices from the input size in Python) fails here, once, with a message, instead of in
+    ONNX Runtime's kernels on the first image."""
+    x = torch.rand(1, in_channels, *size, generator=torch.Generator().manual_seed(0))
+    try:
+        got = session(x)
+        with torch.inference_mode():
+            want = network.cpu()(x).float()
+        ok = got.shape == want.shape and float((got - want).abs().max()) <= tolerance
+    except Exception:  # onnxruntime's own error types: the graph cannot run at this size
+        ok = False
+    if not ok:
+        raise OnnxError(f"{name}: its ONNX graph only works at the size it was exported at (the network computes "
+                        "shapes in Python); run it with --backend torch")
+
+
 def export_to_bytes(network: nn.Module, *, in_channels: int = 3, opset: int = DEFAULT_OPSET) -> bytes:
     """Export to a temporary file and return the bytes (the Engine's in-memory session)."""
     with tempfile.TemporaryDirectory(prefix="surge-onnx-") as folder:

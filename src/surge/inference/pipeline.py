@@ -24,6 +24,7 @@ computing on other threads, as ``surge upscale`` does.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 import time
@@ -52,7 +53,10 @@ from surge.inference.image_io import (
     write_animation,
     write_image,
 )
-from surge.inference.planning import Job, output_file, output_path, plan_jobs
+from surge.inference.image_header import probe
+from surge.inference.limits import DEFAULT_MAX_OUTPUT_PIXELS, Limits, default_max_memory
+from surge.inference.planning import Job, output_file, output_path, plan_jobs, suffix_problem
+from surge.inference.tiling import MIN_TILE, activation_bytes_per_lr_pixel, memory_budget
 from surge.models.registry import REAL_WORLD_COUNTERPART, bundled_path, default_model_name, refuse_untrained
 
 __all__ = [
@@ -91,6 +95,9 @@ class UpscaleOptions:
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     overwrite: bool = False
     allow_untrained: bool = False
+    # With max_pixels, the budget each file is checked against from its header (surge.inference.limits).
+    max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS  # one output frame
+    max_memory: int | str | None = "auto"  # bytes; "auto": 3/4 of the RAM available when the Upscaler is made
 
     def __post_init__(self) -> None:
         # `surge upscale` checks the same while parsing; other front-ends get one error up front
@@ -118,6 +125,12 @@ def _option_problem(o: UpscaleOptions) -> str | None:
         return f"batch_size must be an integer >= 1, got {o.batch_size!r}"
     if o.max_pixels is not None and not (integer(o.max_pixels) and o.max_pixels >= 1):
         return f"max_pixels must be an integer >= 1 or None, got {o.max_pixels!r}"
+    if o.max_output_pixels is not None and not (integer(o.max_output_pixels) and o.max_output_pixels >= 1):
+        return f"max_output_pixels must be an integer >= 1 or None, got {o.max_output_pixels!r}"
+    if not (o.max_memory is None or o.max_memory == "auto" or (integer(o.max_memory) and o.max_memory >= 1)):
+        return f"max_memory must be a number of bytes >= 1, 'auto' or None, got {o.max_memory!r}"
+    if o.suffix is not None and (not isinstance(o.suffix, str) or suffix_problem(o.suffix)):
+        return f"suffix {o.suffix!r}: {suffix_problem(o.suffix) if isinstance(o.suffix, str) else 'must be a string'}"
     if o.precision not in PRECISIONS:
         return f"precision must be one of {', '.join(PRECISIONS)}, got {o.precision!r}"
     if o.backend is not None and o.backend not in BACKENDS:
@@ -167,6 +180,8 @@ class Upscaler:
             counterpart = REAL_WORLD_COUNTERPART.get(self.main_name)
             real = options.model in (None, "default") and counterpart is not None and bundled_path(counterpart) is not None
         self.real_for_jpeg = bool(real)
+        memory = default_max_memory() if options.max_memory == "auto" else options.max_memory
+        self.limits = Limits(options.max_pixels, options.max_output_pixels, memory)
         self._models: dict[str, object] = {}
         self._lock = threading.Lock()
 
@@ -221,8 +236,41 @@ class Upscaler:
         """Where ``source``'s output goes in ``out_dir`` (suffix and extension from the options)."""
         return output_path(Path(source), Path(out_dir), self.options, relative_dir)
 
+    def check_limits(self, job: Job) -> None:
+        """Refuse (LimitError, naming the file) a file whose declared size would exceed the input,
+        output or memory budget: from its header, before a pixel is decoded."""
+        header = probe(job.source)
+        frames = header.frames if job.format in ANIMATED_OUTPUT_FORMATS else 1
+        model = self.main_model
+        in_px = header.width * header.height
+        limits = dataclasses.replace(self.limits, tile_bytes=self._tile_bytes(model, in_px))
+        limits.check(job.source, header.width, header.height, frames=frames, scale=model.scale,
+                     outscale=self.options.outscale, channels=header.channels, sample_bytes=header.sample_bytes)
+
+    def _tile_bytes(self, model, in_px: int) -> int:
+        """The tiles' working set: what the automatic tile size allows, or the whole image untiled."""
+        per_pixel = activation_bytes_per_lr_pixel(model.network, model.in_channels)
+        tile = self.tile
+        if tile == "auto":
+            return min(memory_budget(torch.device("cpu")), in_px * per_pixel)
+        if tile is None:
+            return in_px * per_pixel
+        overlap = self.options.overlap or 0
+        return min(in_px, (tile + 2 * overlap) ** 2) * per_pixel * self.options.batch_size
+
+    @property
+    def tile(self) -> int | str | None:
+        """The LR tile size used: tiles under MIN_TILE give the same output, only slower (each
+        carries its full context: --tile 5 took 95 s on a 64x64 image), so they are raised to it."""
+        tile = self.options.tile
+        if tile == "auto" or not tile:
+            return tile or None
+        return max(int(tile), MIN_TILE)
+
     def read(self, job: Job) -> tuple[list[np.ndarray], ImageMeta]:
-        """The frames to upscale (all of an animation when the output format holds one) and the metadata."""
+        """The frames to upscale (all of an animation when the output format holds one) and the
+        metadata; the file's declared size is checked against the budget first (:meth:`check_limits`)."""
+        self.check_limits(job)
         if job.format in ANIMATED_OUTPUT_FORMATS:
             return read_frames(job.source, max_pixels=self.options.max_pixels)
         array, meta = read_image(job.source, max_pixels=self.options.max_pixels)
@@ -262,7 +310,7 @@ class Upscaler:
         # Untiled, context is irrelevant; not asking for it lets a graph without a known radius run.
         overlap = 0 if opts.overlap is None and opts.tile is None else opts.overlap
         try:
-            result = surge.upscale(array, model=model, tile=opts.tile, overlap=overlap, progress=progress,
+            result = surge.upscale(array, model=model, tile=self.tile, overlap=overlap, progress=progress,
                                    batch_size=opts.batch_size, backend=self.backend, self_ensemble=opts.self_ensemble)
         except SurgeError as exc:
             raise type(exc)(f"{job.source}: {exc}") from None

@@ -89,6 +89,21 @@ def _is_within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def suffix_problem(suffix: str) -> str | None:
+    """Why ``suffix`` cannot be appended to file names, or None: a separator or ``..`` would put
+    outputs outside the output folder (``--suffix /../../x``) or make folders (``../x``: ``a..``)."""
+    if "/" in suffix or "\\" in suffix or os.sep in suffix or ".." in suffix or "\0" in suffix:
+        return "must not contain '/', '\\' or '..' (it is appended to each file name)"
+    return None
+
+
+def check_suffix(suffix: str | None) -> None:
+    """SurgeError naming ``--suffix`` if :func:`suffix_problem` finds one."""
+    problem = suffix_problem(suffix) if suffix is not None else None
+    if problem:
+        raise SurgeError(f"--suffix {suffix!r}: {problem}")
+
+
 def output_path(source: Path, out_dir: Path, options: UpscaleOptions, relative_dir: Path = Path()) -> Path:
     """Where ``source``'s output goes in ``out_dir``: ``<stem><suffix><ext>``, the suffix
     ``_x<scale>`` unless ``options.suffix`` is given, the extension from ``options.ext``
@@ -97,15 +112,29 @@ def output_path(source: Path, out_dir: Path, options: UpscaleOptions, relative_d
     ext = source.suffix.lower() if ext == "same" else f".{ext.lower().lstrip('.')}"
     if ext not in OUTPUT_FORMATS:  # e.g. GIF: read, not written
         ext = ".png"
+    check_suffix(options.suffix)
     suffix = options.suffix if options.suffix is not None else f"_x{options.outscale or 4:g}"
     return Path(out_dir) / relative_dir / f"{source.stem}{suffix}{ext}"
 
 
-def output_file(out: Path) -> Path | None:
-    """``out`` when it names a file (an image extension, not an existing folder), else None."""
+def output_file(out: Path | str) -> Path | None:
+    """``out`` when it names a file (an image extension, not an existing folder), else None.
+
+    A name ending in a separator is a folder, whatever it looks like (``-o shots.png/``). A new
+    name with any other extension is refused (SurgeError) rather than silently made a folder:
+    ``-o photo.xyz`` is more likely a typo than a folder name (end it with / for a folder)."""
+    text = str(out)
+    if text.endswith(("/", os.sep)):
+        return None
     out = Path(out)
-    if out.suffix.lower() in (*OUTPUT_FORMATS, *IMAGE_EXTENSIONS) and not out.is_dir():
+    if out.is_dir():
+        return None
+    ext = out.suffix.lower()
+    if ext in (*OUTPUT_FORMATS, *IMAGE_EXTENSIONS):
         return out
+    if ext and not out.exists():
+        raise SurgeError(f"{out}: unknown output extension {out.suffix} (image files: {', '.join(OUTPUT_FORMATS)}); "
+                         f"for a folder of that name, end it with / ({out}/)")
     return None
 
 
@@ -130,9 +159,11 @@ def plan_jobs(
     extension, not an existing folder) takes exactly one input file (SurgeError otherwise).
     Outputs that would replace an input or another job's output are refused here."""
     notes = [] if notes is None else notes
+    check_suffix(options.suffix)
     inputs = [Path(p) for p in inputs]
+    is_file = output_file(out) is not None
     out = Path(out)
-    if output_file(out) is not None:
+    if is_file:
         job = _single_file_job(inputs, out)
         if not job.source.exists():
             return [], [f"{job.source}: no such file or folder"]
@@ -144,16 +175,29 @@ def plan_jobs(
             reported = len(errors)
             found = _walk(given, recursive, out_root, errors, notes)
             if not found and len(errors) == reported:  # an unreadable folder is reported already
-                errors.append(f"{given}: no image files found ({', '.join(IMAGE_EXTENSIONS)})")
+                errors.append(_nothing_found(given, out, out_root))
             jobs += [Job(f, output_path(f, out, options, f.parent.relative_to(given))) for f in found]
         elif given.exists():
             jobs.append(Job(given, output_path(given, out, options)))
         else:
             errors.append(f"{given}: no such file or folder")
-    return _refuse_clashes(jobs, errors)
+    return _refuse_clashes(jobs, errors, options.ext)
 
 
-def _refuse_clashes(jobs: list[Job], errors: list[str]) -> tuple[list[Job], list[str]]:
+def _nothing_found(given: Path, out: Path, out_root: Path) -> str:
+    """Why a folder gave no images: none there, or they are all inside the output folder,
+    which is never read (it holds earlier outputs, which must not be upscaled again)."""
+    real = given.resolve()
+    if _is_within(real, out_root):
+        return (f"{given}: no image files read: it is the output folder {out} or inside it, and files under the output "
+                "folder are never read (they may be earlier outputs); give an output folder outside it")
+    if _is_within(out_root, real):
+        return (f"{given}: no image files found outside the output folder {out} (files under the output folder are "
+                "never read: they may be earlier outputs)")
+    return f"{given}: no image files found ({', '.join(IMAGE_EXTENSIONS)})"
+
+
+def _refuse_clashes(jobs: list[Job], errors: list[str], ext: str | None = None) -> tuple[list[Job], list[str]]:
     """Drop jobs whose output would be an input file, or another job's output."""
     inputs = {job.source.resolve(): job.source for job in jobs}
     taken: dict[Path, Path] = {}
@@ -163,7 +207,8 @@ def _refuse_clashes(jobs: list[Job], errors: list[str]) -> tuple[list[Job], list
         if target in inputs or _same_existing_file(target, job.source):
             errors.append(f"{job.source}: output {job.target} would overwrite input {inputs.get(target, job.source)}; refused (change -o or --suffix)")
         elif target in taken:
-            errors.append(f"{job.source}: output {job.target} is also the output of {taken[target]}; refused (use --ext same or rename)")
+            fix = "use --suffix or rename one" if ext == "same" else "use --ext same, --suffix or rename one"
+            errors.append(f"{job.source}: output {job.target} is also the output of {taken[target]}; refused ({fix})")
         else:
             taken[target] = job.source
             kept.append(job)

@@ -124,9 +124,21 @@ def load_model_file(path: str | os.PathLike, map_location: str | torch.device = 
         raise
     except Exception as exc:
         raise ModelFileError(f"{path}: truncated or corrupt weights ({_first_line(exc)})") from None
+    _check_finite(path, state)
     module = module_cls(config)
     module.load_state_dict(state)
     return module.eval().to(map_location), provenance
+
+
+def _check_finite(path: Path, state: dict[str, torch.Tensor]) -> None:
+    """A weight that is NaN or infinite (a diverged run, a damaged file) makes every output NaN:
+    refuse the file by name, rather than let each consumer fail in its own words."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            kind = "NaN" if bool(torch.isnan(tensor).any()) else "infinite"
+            raise ModelFileError(f"{path}: weight {name} holds {bad} {kind} value(s); the file is damaged or from a "
+                                 "diverged training run")
 
 
 def read_provenance(path: str | os.PathLike) -> dict:

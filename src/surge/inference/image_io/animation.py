@@ -33,6 +33,11 @@ def read_frames(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
     upscaled x16 each.
     """
     path = Path(path)
+    from surge.inference.image_header import is_float_colour_tiff, read_float_colour_tiff
+
+    if is_float_colour_tiff(path):  # Pillow cannot open it; a TIFF output holds one page anyway
+        array, meta = read_float_colour_tiff(path, max_pixels)
+        return [array], meta
     with _open(path) as img:
         try:
             # Pillow walks the file to count GIF frames: damage there surfaces here.

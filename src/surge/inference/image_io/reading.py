@@ -42,7 +42,15 @@ def _own_pixel_limit() -> Iterator[None]:
 def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, ImageMeta]:
     """Decode ``path`` into (array, metadata); see the module docstring for the layout."""
     path = Path(path)
-    with _open(path) as img:
+    try:
+        img = _open(path)
+    except ImageReadError:
+        from surge.inference.image_header import is_float_colour_tiff, read_float_colour_tiff
+
+        if not is_float_colour_tiff(path):
+            raise
+        return read_float_colour_tiff(path, max_pixels)
+    with img:
         return _read_still(path, img, max_pixels)
 
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 import contextlib
 import io
 import numpy as np
-import uuid
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from surge.atomic import publish
+from surge.atomic import publish, temp_name
 from surge.errors import ImageWriteError, OutputExistsError
 from surge.inference.image_io.formats import (
     _EXIF_FORMATS,
@@ -50,7 +49,7 @@ def check_writable_dir(folder: str | Path) -> Path:
 def _create_temp(folder: Path, name: str) -> tuple[Path, BinaryIO]:
     # A hidden, unique name in the destination folder, so publishing (rename or link) is atomic
     # (same file system); open(..., "x") gets the user's umask, unlike tempfile's 0600.
-    tmp = folder / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp = folder / temp_name(name)  # with our pid, so a later run can sweep it if we are killed
     try:
         return tmp, open(tmp, "xb")  # noqa: SIM115 - the caller closes it
     except OSError as exc:
