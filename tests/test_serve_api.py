@@ -488,7 +488,7 @@ def test_a_float_colour_tiff_is_accepted_like_the_cli_accepts_it(client, tmp_pat
     import tifffile
 
     path = tmp_path / "f.tif"
-    tifffile.imwrite(path, np.random.default_rng(0).random((8, 10, 3)).astype(np.float32))
+    tifffile.imwrite(path, np.random.default_rng(0).random((8, 10, 3)).astype(np.float32), photometric="rgb")
     r = _post(client, path.read_bytes(), name="f.tif")
     assert r.status_code == 200, r.text
     assert Image.open(io.BytesIO(r.content)).size == (40, 32)
