@@ -196,17 +196,26 @@ def test_a_decompression_bomb_is_refused_from_its_header(client):
     start = time.perf_counter()
     r = _post(client, bomb, name="bomb.png")
     assert r.status_code == 413
-    assert r.json()["detail"] == "bomb.png: 100000x100000 = 10000000000 pixels exceeds this server's limit of 16000000"
+    assert r.json()["detail"] == "bomb.png: 100000x100000 = 10000000000 pixels exceeds the limit of 16000000 (max_pixels)"
     assert time.perf_counter() - start < 5  # 30 GB of pixels were never decoded
 
 
-def test_max_pixels_and_output_limit():
-    with _client(max_pixels=100) as c:
-        r = _post(c, _image(h=12, w=16))
-        assert r.status_code == 413 and "192 pixels exceeds this server's limit of 100" in r.json()["detail"]
-        r = _post(c, _image(h=8, w=10), scale=8)
-        assert r.status_code == 413 and "output limit" in r.json()["detail"]
-        assert _post(c, _image(h=8, w=10)).status_code == 200
+def test_input_output_and_memory_budgets_from_the_header():
+    with _client(max_pixels=100, max_output_pixels=2000) as c:
+        r = _post(c, _image(h=12, w=16), name="a.png")
+        assert r.status_code == 413 and r.json()["detail"] == "a.png: 16x12 = 192 pixels exceeds the limit of 100 (max_pixels)"
+        r = _post(c, _image(h=8, w=10), name="b.png", scale=8)
+        assert r.status_code == 413 and r.json()["detail"].startswith("b.png: the output would be 80x64 = 5,120 pixels")
+        assert _post(c, _image(h=8, w=10)).status_code == 200  # x4: 40x32 = 1280
+    with _client(max_memory=10_000) as c:
+        r = _post(c, _image(h=12, w=16), name="c.png")
+        assert r.status_code == 413 and "c.png: 16x12 -> 64x48 needs about" in r.json()["detail"]
+    with _client(max_pixels=500) as c:  # all frames count when the output keeps them
+        frames = [Image.fromarray(np.full((8, 10, 3), 30 * i, dtype=np.uint8)) for i in range(8)]
+        buf = io.BytesIO()
+        frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
+        assert _post(c, buf.getvalue(), name="d.gif", format="png").status_code == 413  # 8 x 80 px
+        assert _post(c, buf.getvalue(), name="d.gif", format="jpg").status_code == 200  # the first frame only
 
 
 def test_an_upload_over_the_size_limit_is_413_and_not_kept():
@@ -473,3 +482,13 @@ def test_serve_refuses_a_bad_model_or_port_before_listening(capsys):
     assert "no-such-model" in capsys.readouterr().err
     assert main(["serve", "--port", "70000"]) == 2
     assert "--port 70000" in capsys.readouterr().err
+
+
+def test_a_float_colour_tiff_is_accepted_like_the_cli_accepts_it(client, tmp_path):
+    import tifffile
+
+    path = tmp_path / "f.tif"
+    tifffile.imwrite(path, np.random.default_rng(0).random((8, 10, 3)).astype(np.float32), photometric="rgb")
+    r = _post(client, path.read_bytes(), name="f.tif")
+    assert r.status_code == 200, r.text
+    assert Image.open(io.BytesIO(r.content)).size == (40, 32)

@@ -11,12 +11,13 @@ import argparse
 import os
 import sys
 
-from surge.cli.upscale_cmd import _positive, _tile_arg
+from surge.cli.upscale_cmd import _memory, _positive, _tile_arg
 from surge.errors import SurgeError
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     from surge import PRECISIONS
+    from surge.inference.limits import DEFAULT_MAX_OUTPUT_PIXELS
     from surge.serve.settings import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB
 
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
@@ -31,6 +32,12 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    help="LR tile size; progress is reported per tile (default: auto, from free memory)")
     p.add_argument("--max-pixels", default=DEFAULT_MAX_PIXELS, type=_positive, metavar="N",
                    help="refuse inputs with more pixels, checked from the header before decoding (default: %(default)s)")
+    p.add_argument("--max-output-pixels", default=DEFAULT_MAX_OUTPUT_PIXELS, type=_positive, metavar="N",
+                   help="refuse inputs whose output would have more pixels (default: %(default)s, above which Pillow "
+                        "refuses to open an image)")
+    p.add_argument("--max-memory", default="auto", type=_memory, metavar="SIZE|auto",
+                   help="refuse inputs whose estimated peak memory is larger, e.g. 4G (default: auto = 3/4 of the RAM "
+                        "available when each upload arrives)")
     p.add_argument("--max-upload-mb", default=DEFAULT_MAX_UPLOAD_MB, type=_positive_float, metavar="MB",
                    help="refuse larger uploads (default: %(default)s)")
     p.add_argument("--token", default=None,
@@ -63,7 +70,8 @@ def settings_from_args(args):
         raise SurgeError(f"--port {args.port}: expected 0-65535")
     devices = compute_devices(args.device)
     return ServeSettings(host=args.host, port=args.port, model=args.model, devices=devices, precision=args.precision, tile=args.tile,
-                         max_pixels=args.max_pixels, max_upload_mb=args.max_upload_mb, token=token,
+                         max_pixels=args.max_pixels, max_output_pixels=args.max_output_pixels, max_memory=args.max_memory,
+                         max_upload_mb=args.max_upload_mb, token=token,
                          queue_size=args.queue, ttl_s=float(args.ttl))
 
 

@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 import surge
 from surge.serve.jobs import FINISHED, Job, JobStore, Process, QueueFull
 from surge.serve.settings import LOOPBACK_NAMES, ServeSettings
-from surge.serve.uploads import UploadRejected, probe
+from surge.serve.uploads import ACCEPTED, UploadRejected, check_budget, recognise
 from surge.serve.worker import UpscaleOptions
 
 STATIC = Path(__file__).parent / "static"
@@ -100,10 +100,11 @@ def create_app(settings: ServeSettings, process: Process | None = None) -> FastA
         try:
             upload = folder / "upload"
             await run_in_threadpool(_save, image, upload)
-            info = await run_in_threadpool(probe, upload, name, settings.max_pixels, options["scale"])
-            ext = info.ext if options["format"] == "same" else options["format"]
+            fmt = await run_in_threadpool(recognise, upload, name)
+            ext = ACCEPTED[fmt] if options["format"] == "same" else options["format"]
             _check_writable_format(ext)
-            source = upload.rename(folder / f"input.{info.ext}")
+            await run_in_threadpool(check_budget, upload, name, settings.limits(), options["scale"], ext)
+            source = upload.rename(folder / f"input.{ACCEPTED[fmt]}")
         except UploadRejected as exc:
             shutil.rmtree(folder, ignore_errors=True)
             raise HTTPException(exc.status, str(exc)) from None
@@ -115,6 +116,7 @@ def create_app(settings: ServeSettings, process: Process | None = None) -> FastA
                   download_name=f"{Path(name).stem}_x{scale or 4:g}.{ext}",
                   options=UpscaleOptions(model=options["model"], outscale=scale, ext=ext, quality=options["quality"],
                                          tile=settings.tile, precision=settings.precision, max_pixels=settings.max_pixels,
+                                         max_output_pixels=settings.max_output_pixels, max_memory=settings.max_memory,
                                          overwrite=True),
                   upload_name=name)
         try:
@@ -133,6 +135,7 @@ def create_app(settings: ServeSettings, process: Process | None = None) -> FastA
     async def healthz(request: Request) -> dict:
         return {"status": "ok", "version": surge.__version__, "token_required": settings.token is not None,
                 "max_upload_mb": settings.max_upload_mb, "max_pixels": settings.max_pixels,
+                "max_output_pixels": settings.max_output_pixels,
                 "queue": store(request).stats()}
 
     @app.get("/api/models", dependencies=authorised, summary="Models this server runs, and the output formats it writes")
