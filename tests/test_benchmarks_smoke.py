@@ -96,7 +96,7 @@ def test_train_data_benchmark_runs(tmp_path):
 
 @pytest.mark.slow
 def test_ray_batch_benchmark_runs():
-    pytest.importorskip("ray", reason="Ray is the optional extra surge[ray]")
+    pytest.importorskip("ray", reason="Ray is the optional extra surge-sr[ray]")
     gpu_json = REPO.parent / "shared" / "models" / "gpu-run-2026-12-04" / "infer-cuda.json"
     more = ["--gpu-json", str(gpu_json)] if gpu_json.exists() else []
     proc = subprocess.run(

@@ -188,7 +188,7 @@ _WITHOUT = {
 
 
 @pytest.mark.parametrize("missing, ext, fmt, needs", [
-    ("heif", "heic", "HEIF", "needs the optional pillow-heif package (pip install 'surge[heif]')"),
+    ("heif", "heic", "HEIF", "needs the optional pillow-heif package (pip install 'surge-sr[heif]')"),
     ("avif", "avif", "AVIF", "needs Pillow built with AVIF (the wheels of Pillow >= 11.3 are)"),
 ])
 def test_missing_decoder_is_named_on_read_write_and_cli(tmp_path, missing, ext, fmt, needs):

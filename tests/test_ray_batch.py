@@ -27,7 +27,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray = pytest.importorskip("ray", reason="Ray is the optional extra surge[ray]")
+    ray = pytest.importorskip("ray", reason="Ray is the optional extra surge-sr[ray]")
     from ray import cloudpickle
 
     # Workers cannot import this test module: classes defined here travel by value.
@@ -81,7 +81,7 @@ def test_without_ray_the_flag_is_a_one_line_error_naming_the_extra(tmp_path, cap
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--ray"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["surge: error: --ray needs Ray, an optional dependency: pip install 'surge[ray]'"]
+    assert err == ["surge: error: --ray needs Ray, an optional dependency: pip install 'surge-sr[ray]'"]
     assert not (tmp_path / "out").exists()
 
 
@@ -281,7 +281,7 @@ def test_an_existing_cluster_is_joined_by_its_address(tmp_path):
     import socket
     import tempfile
 
-    pytest.importorskip("ray", reason="Ray is the optional extra surge[ray]")
+    pytest.importorskip("ray", reason="Ray is the optional extra surge-sr[ray]")
     src = tmp_path / "in"
     _save(src / "a.png")
     _save(src / "b.jpg", seed=1, quality=50)

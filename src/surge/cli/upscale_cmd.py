@@ -113,7 +113,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    help="average over the 8 flips/rotations of the input: a little more faithful, 8x slower")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-file messages (errors and warnings are still printed)")
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help="run on Ray (needs surge[ray]): no ADDRESS starts a local Ray for the run; an ADDRESS (auto, "
+                   help="run on Ray (needs surge-sr[ray]): no ADDRESS starts a local Ray for the run; an ADDRESS (auto, "
                         "ray://host:10001) joins a cluster. Inputs/-o may be pyarrow.fs URIs (s3://, gs://); writes "
                         "OUT/surge-manifest.jsonl. Put it after the inputs, or write --ray=ADDRESS")
     p.add_argument("--ray-actors", default=None, type=_positive, metavar="N",

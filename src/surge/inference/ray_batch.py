@@ -52,7 +52,7 @@ RETRIES = 3
 REMOTE_MANIFEST_EVERY_S = 30.0
 # Beyond this many files, blocks hold several (a million one-row blocks would swamp the object store).
 MAX_BLOCKS = 20_000
-NEEDS_RAY = "--ray needs Ray, an optional dependency: pip install 'surge[ray]'"
+NEEDS_RAY = "--ray needs Ray, an optional dependency: pip install 'surge-sr[ray]'"
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 

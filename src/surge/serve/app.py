@@ -263,7 +263,7 @@ def _check_writable_format(ext: str) -> None:
     from surge.inference.image_io import avif_available, heif_available
 
     if ext == "heic" and not heif_available():
-        raise UploadRejected(422, "HEIC output needs the optional pillow-heif package on the server (pip install 'surge[heif]')")
+        raise UploadRejected(422, "HEIC output needs the optional pillow-heif package on the server (pip install 'surge-sr[heif]')")
     if ext == "avif" and not avif_available():
         raise UploadRejected(422, "AVIF output needs Pillow built with AVIF on the server")
 

@@ -21,7 +21,7 @@ tifffile instead; Pillow still parses their metadata.
 
 Phone formats: AVIF is read and written by Pillow (11.3+ wheels carry libavif; 8 bits per
 channel, read and written; an animated AVIF is read frame by frame). HEIC/HEIF, the iPhone's
-camera format, needs the optional ``pillow-heif`` package (``pip install 'surge[heif]'``; kept
+camera format, needs the optional ``pillow-heif`` package (``pip install 'surge-sr[heif]'``; kept
 out of the core install because its wheels bundle the GPL x265 encoder); 10- and 12-bit HEIC is
 read as 16-bit, and 16-bit pixels are written as 10-bit HEIC (8-bit ones as 8-bit). Both
 formats' rotation (``irot``/``imir``) is applied like EXIF orientation. A file of either kind

@@ -14,7 +14,7 @@ from PIL import features
 # ISO-BMFF brands (the ftyp box) of files that only an optional library decodes.
 _AVIF_BRANDS = (b"avif", b"avis")
 _HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
-_NEEDS_HEIF = "needs the optional pillow-heif package (pip install 'surge[heif]')"
+_NEEDS_HEIF = "needs the optional pillow-heif package (pip install 'surge-sr[heif]')"
 _NEEDS_AVIF = "needs Pillow built with AVIF (the wheels of Pillow >= 11.3 are)"
 
 
