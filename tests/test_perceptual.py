@@ -129,14 +129,18 @@ def _make_set(root):
 def test_evaluate_set_measures_niqe_and_vif_and_skips_too_small(tmp_path):
     set_dir = _make_set(tmp_path)
     result = evaluate_set("bicubic", set_dir, perceptual_metrics=["vif", "niqe"], save_sr=tmp_path / "sr")
-    assert sorted(result.per_image) == ["astro", "coffee"]
-    assert [s.name for s in result.skipped] == ["small"] and "too small for niqe/vif" in result.skipped[0].reason
+    # Issue 22: an image too small for NIQE keeps its PSNR/SSIM (and VIF); only NIQE leaves it out.
+    assert sorted(result.per_image) == ["astro", "coffee", "small"] and not result.skipped
+    assert [s.name for s in result.unmeasured] == ["small"] and "too small for NIQE" in result.unmeasured[0].reason
+    assert result.per_image["small"].niqe is None and result.per_image["small"].vif is not None
     for name, scores in result.per_image.items():
+        if name == "small":
+            continue
         saved = np.asarray(Image.open(tmp_path / "sr" / f"{name}.png"))  # the measured 8-bit SR
         hr = np.asarray(Image.open(set_dir / "HR" / f"{name}.png"))
         assert scores.niqe == perceptual.niqe(saved, crop=4)
         assert scores.vif == perceptual.vif(saved, hr, crop=4)
-    assert 0 < result.vif < 1 and result.niqe == pytest.approx(np.mean([r.niqe for r in result.per_image.values()]))
+    assert 0 < result.vif < 1 and result.niqe == pytest.approx(np.mean([r.niqe for r in result.per_image.values() if r.niqe is not None]))
     again = SetResult.from_dict("Tiny", result.to_dict())
     assert again.niqe == pytest.approx(result.niqe) and again.vif == pytest.approx(result.vif)
     with pytest.raises(SurgeError, match="unknown perceptual metric"):
@@ -148,11 +152,11 @@ def test_cli_eval_metrics_columns_and_json(tmp_path, capsys):
     _make_set(tmp_path / "bench")
     out = tmp_path / "scores.json"
     common = ["eval", "--model", "bicubic", "--data", str(tmp_path / "bench"), "--sets", "Tiny", "--quiet", "--json", str(out)]
-    assert main(common + ["--metrics", "psnr", "ssim", "niqe", "vif"]) == 1  # "small" is skipped
+    assert main(common + ["--metrics", "psnr", "ssim", "niqe", "vif"]) == 1  # "small" has no NIQE
     captured = capsys.readouterr()
     header = captured.out.splitlines()[2].split()
     assert header == ["set", "images", "PSNR-Y", "SSIM-Y", "NIQE", "VIF", "s/img"]
-    assert "too small for niqe/vif" in captured.err
+    assert "small.png: 64x64 px is too small for NIQE" in captured.err and "PSNR/SSIM measured" in captured.err
     data = json.loads(out.read_text())["Tiny"]
     assert {"niqe", "vif"} <= set(data) and {"niqe", "vif"} <= set(data["per_image"]["astro"])
     # The default stays PSNR/SSIM: no new columns, no skipped image.

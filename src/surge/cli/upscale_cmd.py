@@ -185,9 +185,9 @@ STDIO = "-"  # as INPUT: read the image from stdin; as -o: write it to stdout
 
 def run(args) -> int:
     if getattr(args, "ray", None) is not None:
-        from surge.inference.ray_batch import run_cli
+        from surge.cli import upscale_ray
 
-        return run_cli(args, options_from_args(args))
+        return upscale_ray.run(args, options_from_args(args))
     if STDIO in args.inputs or str(args.output) == STDIO:
         return _run_piped(args)
     return _run(args)

@@ -30,7 +30,6 @@ import os
 import posixpath
 import re
 import shutil
-import sys
 import tempfile
 import time
 import uuid
@@ -40,7 +39,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from surge.errors import SurgeError
-from surge.inference.image_io import IMAGE_EXTENSIONS, OUTPUT_FORMATS
+from surge.inference.image_io import IMAGE_EXTENSIONS
 from surge.inference.pipeline import FileResult, UpscaleOptions, Upscaler, output_path, plan_jobs
 
 MANIFEST_NAME = "surge-manifest.jsonl"
@@ -522,44 +521,3 @@ def _plain(value):
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
-
-
-# --- the CLI hand-off ------------------------------------------------------------------
-
-
-def run_cli(args, options: UpscaleOptions) -> int:
-    """``surge upscale ... --ray [ADDRESS]``: exit 0 when every file was done or skipped, 1 otherwise."""
-    address = None if args.ray == "local" else args.ray
-    if address and os.path.exists(address):
-        raise SurgeError(f"--ray took {address} as the cluster address; put --ray after the inputs, or write --ray=ADDRESS")
-    if "-" in args.inputs or str(args.output) == "-":
-        raise SurgeError("--ray reads files and folders and writes into an output folder, not stdin/stdout")
-    output = _raw_output(args.output)
-    if Path(output).suffix.lower() in (*OUTPUT_FORMATS, *IMAGE_EXTENSIONS):
-        raise SurgeError(f"{output}: --ray writes into an output folder; give a folder, not a file name")
-    import_ray()  # before any work: a missing extra is one line
-
-    def show(row: dict) -> None:
-        if row["status"] == "failed":
-            print(f"surge: error: {row['error']}", file=sys.stderr)
-        for warning in row.get("warnings") or []:
-            print(f"surge: warning: {warning}", file=sys.stderr)
-
-    summary = upscale_with_ray(args.inputs, output, options, recursive=args.recursive,
-                               address=address, actors=args.ray_actors, on_row=show, quiet=args.quiet)
-    for message in summary.errors:
-        print(f"surge: error: {message}", file=sys.stderr)
-    if not args.quiet:
-        print(f"surge: {summary.done} upscaled, {summary.skipped} skipped, {summary.failed + len(summary.errors)} failed "
-              f"-> {output} (manifest: {summary.manifest})", file=sys.stderr)
-    return 1 if summary.failed or summary.errors else 0
-
-
-def _raw_output(path) -> str:
-    """The ``-o`` text: argparse's Path turned ``s3://b/k`` into ``s3:/b/k``; put the URI back."""
-    text = os.fspath(path)
-    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):/(?!/)", text)
-    if match and not os.path.exists(text.split("/", 1)[0]):
-        scheme, rest = match.group(1), text[match.end():]
-        return f"{scheme}:///{rest}" if scheme == "file" else f"{scheme}://{rest}"
-    return text
