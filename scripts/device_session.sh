@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One device call, one script: environment report, the CUDA tests, the inference benchmark, then
-# training from a carried state until the call's deadline; back in $OUT the state (for the next
+# One device call, one script: environment report, the CUDA tests, the inference benchmark, the
+# training throughput (CPU-loader vs on-device data, benchmarks/train_data.py), then training from a carried state until the call's deadline; back in $OUT the state (for the next
 # call), fp16 weights, logs and summary.json. Each phase has its own timeout; a phase that fails is
 # recorded in summary.json and the next one still runs.
 #
@@ -42,7 +42,7 @@
 #   end-of-call evaluation scores Set5 only. Every resumed session records its `restored` profile.
 #
 # Outputs in $OUT (flat, at most 8 files, each <= 16 MiB; checked at the end, see summary "limits"):
-#   summary.json     {environment, tests, inference, training, limits, phases}
+#   summary.json     {environment, tests, inference, throughput, training, limits, phases}
 #   session.log      everything this script printed
 #   train-log.csv    the trainer's per-step log (losses, lr, validation)
 #   NAME.safetensors the EMA generator in float16 (provenance: storage, sessions, total_steps); loads
@@ -55,8 +55,8 @@
 #   SURGE_DRY_RUN=1      the same phases on CPU, tiny: surge-tiny generator, HR 64, batch 3, 4 steps,
 #                        infer.py on a 32 px input (tests/test_device_session.py)
 #   SURGE_BUDGET_S=570   the whole script's wall-time budget (training gets what the other phases leave)
-#   SURGE_TEST_TIMEOUT=60  SURGE_INFER_TIMEOUT=90  SURGE_RESERVE_S=75 (kept after training: pack, export,
-#                        eval); a dry run: budget 170, infer 60, reserve 40
+#   SURGE_TEST_TIMEOUT=60  SURGE_INFER_TIMEOUT=90  SURGE_THROUGHPUT_TIMEOUT=110  SURGE_RESERVE_S=75 (kept
+#                        after training: pack, export, eval); a dry run: budget 170, infer 40, throughput 30, reserve 40
 #   SURGE_TEST_PATHS=tests/   where `pytest -m cuda` looks
 #   SURGE_INFER_ARGS     replaces the benchmark's model/variant/size arguments
 #   SURGE_PACK=.pack  SURGE_CARRY=.carry  SURGE_CONFIG=configs/gpu-real-psnr.toml (fresh starts only)
@@ -65,7 +65,7 @@
 #   SURGE_NAME           weights file name (default: the run's train.name)
 #   SURGE_STATE_PROFILE=auto   exact | compact | lean | minimal | auto (the most faithful that fits)
 #   SURGE_RUNS=<temp dir>  SURGE_SITE=<temp dir>/site (wheels from .whl/ installed there)
-#   SURGE_SKIP           phases to skip, e.g. "tests inference" (recorded as skipped)
+#   SURGE_SKIP           phases to skip, e.g. "tests inference throughput" (recorded as skipped)
 # Exit status: 0 every phase ok; 1 a phase failed (see summary.json); 3 no OUT, pack, module or GPU.
 # Not yet run on a GPU.
 
@@ -80,11 +80,13 @@ OUT=$(cd "$OUT" && pwd)
 PY=${SURGE_PYTHON:-python3}
 DRY=${SURGE_DRY_RUN:-0}
 # budget, infer timeout, reserve (s): a dry run's tiny export, pack and evaluation need less time after training
-if [[ $DRY == 1 ]]; then DEFAULTS=(170 60 40); else DEFAULTS=(570 90 75); fi
+# and the data-pipeline throughput phase's timeout
+if [[ $DRY == 1 ]]; then DEFAULTS=(170 40 40 30); else DEFAULTS=(570 90 75 110); fi
 BUDGET_S=${SURGE_BUDGET_S:-${DEFAULTS[0]}}
 TEST_TIMEOUT=${SURGE_TEST_TIMEOUT:-60}
 INFER_TIMEOUT=${SURGE_INFER_TIMEOUT:-${DEFAULTS[1]}}
 RESERVE_S=${SURGE_RESERVE_S:-${DEFAULTS[2]}}
+THROUGHPUT_TIMEOUT=${SURGE_THROUGHPUT_TIMEOUT:-${DEFAULTS[3]}}
 TEST_PATHS=${SURGE_TEST_PATHS:-tests/}
 PACK_ARG=${SURGE_PACK:-.pack}
 CARRY=${SURGE_CARRY:-.carry}
@@ -320,6 +322,38 @@ EOF
     phase inference "$status" $((SECONDS - t0))
 }
 
+# --- phase 3: training throughput, loader vs device data ---------------------------------------
+# Issue 21's target: the training config at >= 37 step/s with the GPU busy >= 90% of wall time,
+# and effective TFLOP/s against the same run's conv and matmul peaks. benchmarks/train_data.py
+# alternates the CPU-loader and on-device pipelines so both see the same machine; the clean
+# (bicubic) variant of the config is measured the same way.
+run_throughput() {
+    local t0=$SECONDS rc=0 status=ok
+    if [[ ! -f benchmarks/train_data.py ]]; then
+        summary_json throughput '{"status": "skipped", "note": "no benchmarks/train_data.py in this checkout"}'
+        phase throughput skipped 0 "no benchmark"
+        return
+    fi
+    local dirs=("$PACK"/train/*/) args
+    if [[ $DRY == 1 ]]; then
+        args=(--configs "$CONFIG" "$CONFIG:bicubic" --seconds 3 --rounds 1 --warmup 1 --batch 2 --hr-size 32
+              --workers 0 --threads 1 --set 'generator.preset="surge-tiny"')
+    else
+        # ~40 s timed per config (both pipelines), the rest is start-up and the peaks
+        args=(--configs "$CONFIG" "$CONFIG:bicubic" --seconds 40 --rounds 2 --warmup 10 --workers "$WORKERS")
+    fi
+    say "throughput: benchmarks/train_data.py --device $DEVICE ${args[*]} (timeout ${THROUGHPUT_TIMEOUT}s)"
+    timeout -k 5 "$THROUGHPUT_TIMEOUT" "$PY" benchmarks/train_data.py --device "$DEVICE" "${args[@]}" \
+        --train-dirs "${dirs[@]%/}" --json "$WORK/throughput.json" || rc=$?
+    case $rc in 0) ;; 124 | 137) status=timeout ;; *) status=failed ;; esac
+    if [[ -s $WORK/throughput.json ]]; then
+        summary throughput "$WORK/throughput.json"
+    else
+        summary_json throughput "{\"status\": \"$status\", \"exit\": $rc}"
+    fi
+    phase throughput "$status" $((SECONDS - t0))
+}
+
 # training_failed STATUS NOTE: the training key and phase when no run came to an end.
 training_failed() {
     summary_json training "{\"status\": \"$1\", \"note\": \"$2\"}"
@@ -490,13 +524,13 @@ elif os.environ["DEVICE"] == "cuda" and not env.get("gpu"):
     print("no CUDA device visible (SURGE_DRY_RUN=1 runs the CPU rehearsal)")' "$WORK/env.json")
     if [[ -n $why ]]; then echo "device_session: error: $PY: $why" >&2; return 3; fi
     local p
-    for p in tests inference training; do
+    for p in tests inference throughput training; do
         if [[ " ${SURGE_SKIP:-} " == *" $p "* ]]; then
             summary_json "$p" '{"status": "skipped"}'
             phase "$p" skipped 0 "SURGE_SKIP"
             continue
         fi
-        case $p in tests) run_tests ;; inference) run_inference ;; training) run_training ;; esac
+        case $p in tests) run_tests ;; inference) run_inference ;; throughput) run_throughput ;; training) run_training ;; esac
     done
     say "done; in $OUT:"
     ls -l "$OUT"
