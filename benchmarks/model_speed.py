@@ -80,7 +80,8 @@ def surge_runner(name: str):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="+", default=["bicubic", "surge-x4-psnr", "surge-x4-real-psnr"])
+    p.add_argument("--models", nargs="+", default=["bicubic", "surge-x4-psnr", "surge-x4-real-psnr"],
+                   help="model names or weights files, optionally as LABEL=FILE")
     p.add_argument("--peer", type=Path, action="append", default=[], help="realesr-general-x4v3 weights (SRVGGNetCompact)")
     p.add_argument("--lr-size", type=int, default=128)
     p.add_argument("--repeats", type=int, default=5)
@@ -94,8 +95,9 @@ def main(argv=None) -> int:
     if lr.shape[:2] != (s, s):
         raise SystemExit(f"--lr-size {s}: larger than the {data.chelsea().shape[1]}x{data.chelsea().shape[0]} photo allows")
     rows = {}
-    for name in args.models:
-        rows[name] = surge_runner(name)
+    for entry in args.models:  # NAME, FILE or LABEL=FILE
+        label, _, name = entry.rpartition("=")
+        rows[label or name] = surge_runner(name)
     for path in args.peer:
         rows[path.stem.removesuffix("-fp32")] = peer_runner(path)
     best: dict[str, tuple[float, float]] = {}
