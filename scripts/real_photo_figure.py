@@ -7,7 +7,10 @@ models see the artifacts of a real file. Usage::
     python scripts/real_photo_figure.py docs/results/real-world/photo.png \
         --models bicubic surge-x4-psnr surge-x4-real surge-x4-real-psnr
 
-The JPEG input is written next to the figure (``<figure stem>-input.jpg``).
+The JPEG input is written next to the figure (``<figure stem>-input.jpg``). A model may be given
+as ``LABEL=MODEL`` (e.g. a weights file under a short name); ``--sr-image LABEL=PNG`` adds a panel
+from an x4 output made elsewhere from that very input (a peer model outside the package:
+``benchmarks/peer_eval.py --photo``).
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--models", nargs="+", default=["bicubic", "surge-x4-psnr", "surge-x4-real", "surge-x4-real-psnr"])
     parser.add_argument("--quality", type=int, default=60)
+    parser.add_argument("--sr-image", nargs="*", default=[], metavar="LABEL=PNG",
+                        help="extra panels: x4 outputs of the input JPEG made elsewhere")
     args = parser.parse_args()
 
     jpeg = jpeg_photo(args.quality)
@@ -52,9 +57,17 @@ def main() -> None:
     scale = 4
     box = tuple(v * scale for v in CROP)
     panels = [panel(lr.resize((lr.width * scale, lr.height * scale), Image.NEAREST), f"input JPEG q{args.quality} (nearest)", box)]
-    for name in args.models:
+    for entry in args.models:
+        label, _, name = entry.rpartition("=")
         sr = surge.upscale(lr, model=surge.load_model(name), tile="auto")
-        panels.append(panel(sr, name, box))
+        panels.append(panel(sr, label or name, box))
+    for entry in args.sr_image:
+        label, _, path = entry.partition("=")
+        with Image.open(path) as im:
+            sr = im.convert("RGB")
+        if sr.size != (lr.width * scale, lr.height * scale):
+            raise SystemExit(f"{path}: {sr.width}x{sr.height} px is not the x{scale} output of the {lr.width}x{lr.height} input")
+        panels.append(panel(sr, label, box))
     width = sum(p.width for p in panels) + 4 * (len(panels) - 1)
     figure = Image.new("RGB", (width, panels[0].height), "white")
     x = 0

@@ -21,7 +21,7 @@ BUNDLED: dict[str, str] = {
     "surge-x4": "SuRGe adversarial stage (WGAN-GP + JS + GW + L1, invariant dynamic weights), 0.8 blend with surge-x4-psnr: sharper texture; trained on the 291 images",
     "surge-x4-psnr": "SuRGe PSNR-oriented stage (L1), trained on the 291 images",
     "surge-x4-real": "for real photos (JPEG, noise, blur): surge-x4-psnr fine-tuned on real-world degradations (L1, then SuRGe adversarial)",
-    "surge-x4-real-psnr": "for real photos, most faithful: the PSNR side of surge-x4-real, 18 LR-size blocks, L1 then MSE on real-world degradations (no adversarial stage)",
+    "surge-x4-real-psnr": "for real photos, most faithful: 4.6M-parameter generator (paper widths, no BatchNorm) trained from random weights on a GPU, L1 on real-world degradations (no adversarial stage)",
     "surge-x4-gpu": "paper configuration trained on a GPU",
 }
 BUILTIN = {"bicubic": "MATLAB-compatible bicubic x4 (no weights)"}
