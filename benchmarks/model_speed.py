@@ -32,7 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import surge  # noqa: E402
-from surge.models.info import flops_per_lr_pixel  # noqa: E402
+from surge.inference.info import flops_per_lr_pixel  # noqa: E402
 
 PSI = Path("/proc/pressure/cpu")
 
