@@ -50,7 +50,7 @@
 #   Every resumed session records its `restored` profile.
 #
 # Outputs in $OUT (flat, at most 8 files, each <= 16 MiB; checked at the end, see summary "limits"):
-#   summary.json     {environment, tests, inference, throughput, training, limits, phases}
+#   summary.json     {pack (training images, left_out), environment, tests, inference, throughput, training, limits, phases}
 #   session.log      everything this script printed
 #   train-log.csv    the trainer's per-step log (losses, lr, validation)
 #   NAME.safetensors the EMA generator in float16 (provenance: storage, sessions, total_steps); loads
@@ -521,6 +521,12 @@ main() {
     PACK=$(cd "$PACK_ARG" 2>/dev/null && pwd) || { echo "device_session: error: $PACK_ARG: packed data not found (scripts/pack_data.py --out .pack, and carry it)" >&2; return 3; }
     [[ -d $PACK/benchmark/Set5 ]] || { echo "device_session: error: $PACK/benchmark/Set5: not packed" >&2; return 3; }
     summary_json started_utc "\"$(date -u +%FT%TZ)\""
+    # the pack's record of its data (pack_data.py --fit may have left training images out): summary.json
+    # comes back, the manifest does not
+    [[ -f $PACK/manifest.json ]] && summary_json pack "$("$PY" -c 'import json, sys
+m = json.load(open(sys.argv[1]))
+print(json.dumps({"train_images": sum(f["packed"].startswith("train/") for f in m["files"]),
+                  "left_out": [e["packed"] for e in m.get("left_out", [])], "bytes": m["total_bytes"]}))' "$PACK/manifest.json" 2>/dev/null || echo '"unreadable manifest.json"')"
     environment
     local why
     why=$(DEVICE=$DEVICE "$PY" -c '

@@ -215,6 +215,15 @@ main() {
     for set in $EVAL_SETS; do
         [[ -d $PACK/benchmark/$set ]] || die "$PACK/benchmark/$set: evaluation set not packed (see the top of $0)"
     done
+    # The pack's own record of its data (pack_data.py --fit may have left training images out): the
+    # log comes back, the manifest does not.
+    if [[ -f $PACK/manifest.json ]]; then
+        "$PY" -c 'import json, sys
+m = json.load(open(sys.argv[1]))
+n = sum(f["packed"].startswith("train/") for f in m["files"])
+print("pack: %d training images, %d left out to fit its budget, %d bytes" % (n, len(m.get("left_out", [])), m["total_bytes"]))' \
+            "$PACK/manifest.json" || echo "gpu_train: warning: $PACK/manifest.json could not be read" >&2
+    fi
     local list="" d
     for d in "${dirs[@]}"; do list+="${list:+, }\"${d%/}\""; done
     RUNS=${SURGE_RUNS:-$(mktemp -d "${TMPDIR:-/tmp}/surge-gpu.XXXXXX")}
