@@ -9,11 +9,15 @@
 # files + carried paths) is at most 64 MiB; at most 8 flat files of <= 16 MiB, 64 MiB together,
 # come back from $OUT. Prepare here, once, in the repo root (.pack/, .whl/ and .carry/ are git-ignored):
 #
-#   .venv/bin/python scripts/pack_data.py ../shared/datasets/train/T91 ../shared/datasets/train/BSD200 \
-#       --bench ../shared/datasets/benchmark/Set5 ../shared/datasets/benchmark/Set14 --out .pack
-#   POT's wheel in .whl/ exactly as the top of scripts/gpu_train.sh says (1.5 MB).
+#   POT's wheel in .whl/ exactly as the top of scripts/gpu_train.sh says (1.46 MiB).
 #   .carry/: the state-NN.safetensors parts a previous call returned (absent: a fresh start
-#            from the config's initialisation), e.g. `mkdir .carry && cp /work/.device/.../state-*.safetensors .carry/`.
+#            from the config's initialisation), e.g. `mkdir .carry && cp /work/.device/.../state-*.safetensors .carry/`,
+#            repacked to a smaller profile where needed (below).
+#   B=$(.venv/bin/python scripts/device_budget.py --carry .whl .carry --left)   # what the tree, wheel and state leave
+#   .venv/bin/python scripts/pack_data.py ../shared/datasets/train/T91 ../shared/datasets/train/BSD200 \
+#       --bench ../shared/datasets/benchmark/Set5 ../shared/datasets/benchmark/Set14 --out .pack \
+#       --budget-mib "$B" --fit            # leaves BSD200's last images out as needed; manifest.json lists them
+#   .venv/bin/python scripts/device_budget.py --carry .pack .whl .carry            # the call's table; exit 1 if over
 #
 # The device tool's call:
 #
@@ -21,28 +25,32 @@
 #   carry:     [".pack", ".whl", ".carry"]          (".carry" only when there is a state to continue)
 #   timeout_s: 600                                  (the script ends itself within SURGE_BUDGET_S = 570 s)
 #
-# Size budget (measured 2026-12-04; `du -b`, `git ls-files | xargs du -cb`, MiB = 2^20 bytes):
-#   carried in (<= 64 MiB): tracked tree 18.8 (docs 9.5, of which 3.4 a weights file; bundled weights 7.9)
-#     + POT wheel 1.4 + .pack 43.4 (T91 6.9, BSD200 32.4, Set5 0.6, Set14 3.4; 44.8 with bench-v1)
-#     = 63.6 MiB: 0.4 MiB left, so NO travel state fits beside the full pack.
+# Size budget (measured 2026-12-04 with scripts/device_budget.py and pack_data.py; MiB = 2^20 bytes;
+# the tool refuses a call over 64 MiB, device_budget.py keeps 0.5 MiB below that):
+#   carried in: tracked tree 19.6 MiB + POT wheel 1.46 + .pack. The full pack (T91 6.9, BSD200 32.4,
+#     Set5 0.6, Set14 3.4; 44.8 with bench-v1) is 43.4 MiB: 64.4 in all, over the limit even with
+#     no state. With --fit: no state, B = 42.41, pack 42.35 MiB = T91 + 194 of BSD200's 200 images
+#     (63.43 MiB carried); beside a 9.0 MiB .carry (a stand-in file of minimal's size), B = 33.41,
+#     pack 33.31 MiB = T91 + 138 of BSD200 (63.40 MiB carried).
+#     Every byte the tree gains comes out of BSD200: rerun the prepare step after a merge.
 #   travel state of configs/gpu-real-psnr.toml (4.62M-param generator, no critic; python -m
 #     surge.training.travel, profiles in its docstring): exact 70.8 MiB (5 parts; = last.pt),
 #     compact 44.3 (3 parts), lean 26.6 (2), minimal 9.0 (1). paper-gan (4.04M + critic):
 #     exact 121.6, compact 81.1, lean 40.6, minimal 20.4.
 #   back out (<= 64 MiB, <= 8 files): NAME.safetensors (fp16, 8.8 MiB) + logs and summary (< 1 MiB)
 #     + the state in the most faithful profile that fits the rest (compact, 44.3 MiB in 3 parts).
-#   So the next call carries a repacked state and less data. With B = 64 - 18.8 - 1.4 - (pack MiB) - 0.5:
-#     .venv/bin/python -m surge.training.travel repack RETURNED_DIR .carry --budget-mib B
+#   So the next call carries a repacked state, sized first, and then the pack that fits beside it:
+#     .venv/bin/python -m surge.training.travel repack RETURNED_DIR .carry --budget-mib S
+#   where S is what a pack of the wanted size P leaves: S = (device_budget.py --carry .whl --left) - P.
 #   The minimal profile (9.0 MiB; a documented warm restart: weights rounded to fp16, EMA restarted
 #   from them, Adam moments re-estimated; step counter, schedule position and lineage stay exact)
-#   needs a pack of <= 34.3 MiB, e.g. T91 + the first 150 of BSD200's 200 images + Set5: 31.8 MiB
-#   (measured; pack_data.py follows symbolic links, so a folder of links to 150 files does it;
-#   the training set, and so the sample sequence, then differs from the full pack's). Lean (weights
-#   exact, EMA fp16) needs a pack of <= 16.7 MiB, e.g. T91 + Set5 (7.5). Without Set14 packed, the
-#   end-of-call evaluation scores Set5 only. Every resumed session records its `restored` profile.
+#   leaves room for T91 + 138 BSD200 images + Set5 + Set14 (above); lean (26.6, weights exact, EMA
+#   fp16) for a pack of about 15.8 MiB, e.g. T91 + Set5 + Set14 (10.9) + some BSD200. The training set,
+#   and so the sample sequence, then differs from the full pack's (manifest.json says how).
+#   Every resumed session records its `restored` profile.
 #
 # Outputs in $OUT (flat, at most 8 files, each <= 16 MiB; checked at the end, see summary "limits"):
-#   summary.json     {environment, tests, inference, throughput, training, limits, phases}
+#   summary.json     {pack (training images, left_out), environment, tests, inference, throughput, training, limits, phases}
 #   session.log      everything this script printed
 #   train-log.csv    the trainer's per-step log (losses, lr, validation)
 #   NAME.safetensors the EMA generator in float16 (provenance: storage, sessions, total_steps); loads
@@ -513,6 +521,12 @@ main() {
     PACK=$(cd "$PACK_ARG" 2>/dev/null && pwd) || { echo "device_session: error: $PACK_ARG: packed data not found (scripts/pack_data.py --out .pack, and carry it)" >&2; return 3; }
     [[ -d $PACK/benchmark/Set5 ]] || { echo "device_session: error: $PACK/benchmark/Set5: not packed" >&2; return 3; }
     summary_json started_utc "\"$(date -u +%FT%TZ)\""
+    # the pack's record of its data (pack_data.py --fit may have left training images out): summary.json
+    # comes back, the manifest does not
+    [[ -f $PACK/manifest.json ]] && summary_json pack "$("$PY" -c 'import json, sys
+m = json.load(open(sys.argv[1]))
+print(json.dumps({"train_images": sum(f["packed"].startswith("train/") for f in m["files"]),
+                  "left_out": [e["packed"] for e in m.get("left_out", [])], "bytes": m["total_bytes"]}))' "$PACK/manifest.json" 2>/dev/null || echo '"unreadable manifest.json"')"
     environment
     local why
     why=$(DEVICE=$DEVICE "$PY" -c '

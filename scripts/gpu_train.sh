@@ -13,18 +13,28 @@
 # Made for the project's `device` tool: one H200, 15 minutes of device time per session (machine
 # start and transfers included), at most 10 minutes per command, 64 MiB carried, at most 8 flat
 # files back from $OUT. The device image has torch+CUDA, safetensors, scikit-image, tqdm and
-# Pillow but not POT, which travels as a wheel. Prepare here, once, in the repo root:
+# Pillow but not POT, which travels as a wheel. Prepare here, once, in the repo root: the wheel
+# first, then a pack sized to what the tree and the wheel leave of 64 MiB (scripts/device_budget.py,
+# 0.5 MiB margin), training images left out from the end of BSD200 where the full pack does not fit:
 #
-#   .venv/bin/python scripts/pack_data.py --out .pack   # T91+BSD200, Set5+Set14: 43.4 MiB, ~40 s
 #   mkdir -p .whl && .venv/bin/python -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #       --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
 #       --platform manylinux_2_24_x86_64 --platform manylinux2014_x86_64 -d .whl POT==0.9.6.post1
+#   B=$(.venv/bin/python scripts/device_budget.py --carry .whl --left)
+#   .venv/bin/python scripts/pack_data.py --out .pack --budget-mib "$B" --fit   # T91+BSD200, Set5+Set14, ~45 s
+#   .venv/bin/python scripts/device_budget.py --carry .pack .whl     # the call's table; exit 1 if over
+#
+# Measured 2026-12-04 (tree 19.6 MiB tracked, wheel 1.46 MiB): the full pack is 43.4 MiB and does not
+# fit (64.4 MiB in all); at B = 42.41 the pack is 42.35 MiB with T91 and 194 of BSD200's 200 images
+# (manifest.json "left_out" lists the other 6), 63.43 MiB carried. Every tracked byte added later
+# (e.g. bundled weights) comes out of the pack: rerun the three commands after a merge.
 #
 # For SURGE_MODE=real, pack bench-v1's exact LR files too (degrading on the device could differ
-# where its Pillow links another libjpeg):
+# where its Pillow links another libjpeg); the benchmark sets are always packed whole, so the
+# extra 1.4 MiB comes out of BSD200:
 #
 #   .venv/bin/surge degrade --sets Set5 Set14 -o .bench-v1
-#   .venv/bin/python scripts/pack_data.py --out .pack --bench ../shared/datasets/benchmark/Set5 \
+#   .venv/bin/python scripts/pack_data.py --out .pack --budget-mib "$B" --fit --bench ../shared/datasets/benchmark/Set5 \
 #       ../shared/datasets/benchmark/Set14 Set5-bench-v1=.bench-v1/Set5 Set14-bench-v1=.bench-v1/Set14
 #
 # (.pack/ and .whl/ are git-ignored; POT's own needs, numpy and scipy, are on the image. POT 0.9.6.post1,
@@ -205,6 +215,15 @@ main() {
     for set in $EVAL_SETS; do
         [[ -d $PACK/benchmark/$set ]] || die "$PACK/benchmark/$set: evaluation set not packed (see the top of $0)"
     done
+    # The pack's own record of its data (pack_data.py --fit may have left training images out): the
+    # log comes back, the manifest does not.
+    if [[ -f $PACK/manifest.json ]]; then
+        "$PY" -c 'import json, sys
+m = json.load(open(sys.argv[1]))
+n = sum(f["packed"].startswith("train/") for f in m["files"])
+print("pack: %d training images, %d left out to fit its budget, %d bytes" % (n, len(m.get("left_out", [])), m["total_bytes"]))' \
+            "$PACK/manifest.json" || echo "gpu_train: warning: $PACK/manifest.json could not be read" >&2
+    fi
     local list="" d
     for d in "${dirs[@]}"; do list+="${list:+, }\"${d%/}\""; done
     RUNS=${SURGE_RUNS:-$(mktemp -d "${TMPDIR:-/tmp}/surge-gpu.XXXXXX")}

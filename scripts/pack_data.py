@@ -20,8 +20,18 @@ A benchmark set is packed under its folder's name, or under NAME when given as `
 the clean sets).
 
 The pack is built in a temporary folder beside ``--out`` and moved into place only when
-complete and within ``--budget-mib`` (default 60); an existing ``--out`` is replaced only with
-``--force``. Sources are never modified.
+complete and within ``--budget-mib`` (default 60; packed images plus manifest.json); an existing
+``--out`` is replaced only with ``--force``. Sources are never modified.
+
+With ``--fit``, a pack over the budget leaves training images out instead of failing: the training
+folders are taken in the order given, each folder's images by sorted name, and the pack keeps the
+longest prefix of that order that fits beside the benchmark sets, which are always packed whole
+(refused if they alone exceed the budget). manifest.json lists the packed files ("files") and the
+training images left out ("left_out"), so a run's data is documented. Size the budget to what a
+device call leaves (scripts/device_budget.py)::
+
+    B=$(python scripts/device_budget.py --carry .whl .carry --left)
+    python scripts/pack_data.py ... --out .pack --budget-mib "$B" --fit
 """
 
 from __future__ import annotations
@@ -145,8 +155,50 @@ def plan(train: list[Path], bench: list[tuple[str, Path]], out: Path) -> list[tu
     return jobs
 
 
-def pack(train: list[Path], bench: list[tuple[str, Path]], out: Path, budget_mib: float, force: bool, jobs: int = 1) -> dict:
-    """Build the pack; returns the manifest. PackError on bad input or a pack over the budget."""
+def fit_training(packed: list[Packed], is_train: list[bool], limit: int) -> int:
+    """How many training images, taken in packing order, fit in ``limit`` bytes beside every benchmark image.
+
+    Packing order is the order of the training folders given, each folder's images by sorted name, so
+    the first folders are kept whole and the cut falls in a later one; the kept images are always a
+    prefix of that order (the same sources and budget always give the same choice).
+    """
+    room = limit - sum(p.bytes for p, t in zip(packed, is_train) if not t)
+    if room < 0:
+        raise PackError(f"the benchmark sets alone are {(limit - room) / 2**20:.2f} MiB, over the budget of "
+                        f"{limit / 2**20:.2f} MiB (pack fewer sets or raise --budget-mib)")
+    kept = 0
+    for p in (p for p, t in zip(packed, is_train) if t):
+        if p.bytes > room:
+            break
+        room -= p.bytes
+        kept += 1
+    if kept == 0:
+        raise PackError(f"not one training image fits the budget of {limit / 2**20:.2f} MiB beside the benchmark sets")
+    return kept
+
+
+def _manifest(packed: list[Packed], left_out: list[tuple[Path, Path]], train: list[Path],
+              bench: list[tuple[str, Path]], staging: Path, budget: int, fit: bool) -> dict:
+    return {
+        "total_bytes": sum(p.bytes for p in packed),
+        "budget_bytes": budget,
+        "fit": fit,
+        "train_dirs": [f"train/{f.name}" for f in train],
+        "benchmark_sets": [name for name, _ in bench],
+        "files": [asdict(p) | {"packed": str(Path(p.packed).relative_to(staging))} for p in packed],
+        # training images --fit left out, in packing order: the run's data is the files above only
+        "left_out": [{"source": str(src), "packed": str(stem)} for src, stem in left_out],
+    }
+
+
+def pack(train: list[Path], bench: list[tuple[str, Path]], out: Path, budget_mib: float, force: bool,
+         jobs: int = 1, fit: bool = False) -> dict:
+    """Build the pack; returns the manifest. PackError on bad input or a pack over the budget.
+
+    The budget counts the packed images and manifest.json. With ``fit``, training images are left
+    out from the end of the packing order until the pack fits (:func:`fit_training`); the benchmark
+    sets are always packed whole.
+    """
     if not features.check("webp"):
         raise PackError("this Pillow was built without WebP support")
     if out.exists() and not out.is_dir():
@@ -154,6 +206,7 @@ def pack(train: list[Path], bench: list[tuple[str, Path]], out: Path, budget_mib
     if out.is_dir() and any(out.iterdir()) and not force:
         raise PackError(f"{out}: already exists and is not empty (use --force to replace it)")
     todo = plan(train, bench, out)
+    budget = int(budget_mib * 2**20)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     umask = os.umask(0)
@@ -166,17 +219,28 @@ def pack(train: list[Path], bench: list[tuple[str, Path]], out: Path, budget_mib
                 packed = list(pool.map(pack_image, sources, targets, chunksize=4))
         else:
             packed = list(map(pack_image, sources, targets))
-        total = sum(p.bytes for p in packed)
-        manifest = {
-            "total_bytes": total,
-            "train_dirs": [f"train/{f.name}" for f in train],
-            "benchmark_sets": [name for name, _ in bench],
-            "files": [asdict(p) | {"packed": str(Path(p.packed).relative_to(staging))} for p in packed],
-        }
-        if total > budget_mib * 2**20:
+        left_out: list[tuple[Path, Path]] = []
+        if fit:
+            # Listing every image as packed gives the largest manifest: moving an entry to left_out shrinks it.
+            most = len(json.dumps(_manifest(packed, [], train, bench, staging, budget, fit), indent=1).encode())
+            is_train = [stem.parts[0] == "train" for _, stem in todo]
+            kept = fit_training(packed, is_train, budget - most)
+            train_idx = [i for i, t in enumerate(is_train) if t]
+            dropped = set(train_idx[kept:])
+            for i in sorted(dropped):
+                Path(packed[i].packed).unlink()
+                left_out.append(todo[i])
+            packed = [p for i, p in enumerate(packed) if i not in dropped]
+            for folder in sorted((staging / "train").rglob("*"), reverse=True):  # deepest first
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()  # a wholly left-out folder would reach the trainer empty
+        manifest = _manifest(packed, left_out, train, bench, staging, budget, fit)
+        text = json.dumps(manifest, indent=1)
+        total = manifest["total_bytes"] + len(text.encode())
+        if total > budget:
             raise PackError(f"{out}: the pack would be {total / 2**20:.1f} MiB, over the budget of {budget_mib:g} MiB "
-                            "(pack fewer folders or raise --budget-mib)")
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
+                            "(pack fewer folders, raise --budget-mib or leave training images out with --fit)")
+        (staging / "manifest.json").write_text(text)
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)
@@ -198,6 +262,9 @@ def summary(manifest: dict, out: Path) -> str:
         kinds = ", ".join(f"{sum(1 for f in files if f['format'] == k)} {k}" for k in ("webp", "png")
                           if any(f["format"] == k for f in files))
         lines.append(f"{name}: {len(files)} images ({kinds}), {src / 2**20:.1f} MiB -> {dst / 2**20:.1f} MiB")
+    if manifest["left_out"]:
+        lines.append(f"left out to fit the budget: {len(manifest['left_out'])} training images, from "
+                     f"{manifest['left_out'][0]['source']} on (listed in manifest.json)")
     lines.append(f"total: {manifest['total_bytes'] / 2**20:.1f} MiB ({manifest['total_bytes']} bytes) in {out}")
     return "\n".join(lines)
 
@@ -211,13 +278,16 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: Set5 and Set14 from ../shared/datasets/benchmark; give --bench alone for none)")
     p.add_argument("--out", type=Path, required=True, help="pack folder to create (e.g. .pack, ignored by git)")
     p.add_argument("--budget-mib", type=float, default=60.0, help="fail if the pack exceeds this (default 60 MiB)")
+    p.add_argument("--fit", action="store_true",
+                   help="instead of failing over --budget-mib, leave out training images from the end (the last "
+                        "folder's last names first) until the pack fits; manifest.json lists them")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
     p.add_argument("--jobs", type=int, default=1, help="processes encoding images (default 1)")
     args = p.parse_args(argv)
     train = args.train or list(DEFAULT_TRAIN)
     bench = [named_folder(f) for f in DEFAULT_BENCH] if args.bench is None else args.bench
     try:
-        manifest = pack(train, bench, args.out, args.budget_mib, args.force, args.jobs)
+        manifest = pack(train, bench, args.out, args.budget_mib, args.force, args.jobs, args.fit)
     except PackError as exc:
         print(f"pack_data: error: {exc}", file=sys.stderr)
         return 2

@@ -124,6 +124,7 @@ def test_gpu_train_script_tiny_end_to_end(sources, tmp_path):
         assert "Set5" in json.dumps(scores) and "Set14" in json.dumps(scores)
     log = (out / "gpu_train.log").read_text()
     assert "stage 2: configs/paper-gan.toml" in log and "== done" in log
+    assert "pack: 6 training images, 0 left out to fit its budget" in log  # the run's data, from manifest.json
     # Stage 2 started from stage 1's weights, as the config's init_from says.
     config = json.loads((tmp_path / "runs" / "paper-gan" / "config.json").read_text())
     assert config["train"]["init_from"].startswith(str(tmp_path / "runs" / "paper-psnr"))
