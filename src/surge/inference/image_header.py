@@ -30,6 +30,7 @@ class ImageHeader:
     frames: int  # frames/pages (the first is all a still output reads)
     channels: int
     sample_bytes: int  # bytes per sample of the array surge decodes it to (1, 2 or 4)
+    format: str = ""  # Pillow's format name ("JPEG", "PNG", "HEIF", ...; "TIFF" for float TIFFs)
 
 
 def probe(path: str | Path) -> ImageHeader:
@@ -42,7 +43,7 @@ def probe(path: str | Path) -> ImageHeader:
         if not is_float_colour_tiff(path):
             raise
         shape, frames = float_tiff_shape(path)
-        return ImageHeader(shape[1], shape[0], frames, shape[2], 4)
+        return ImageHeader(shape[1], shape[0], frames, shape[2], 4, "TIFF")
     with img:
         try:
             frames = img.n_frames if img.format in ANIMATED_INPUT_FORMATS else 1
@@ -53,7 +54,7 @@ def probe(path: str | Path) -> ImageHeader:
         raw = " ".join(str(tile.args) for tile in (img.tile or [])[:1])
         wide = img.mode.startswith("I") or ";16" in raw or (img.format == "HEIF" and img.info.get("bit_depth", 8) > 8)
         return ImageHeader(img.size[0], img.size[1], int(frames), max(3, bands) if bands != 2 else 2,
-                           4 if img.mode == "F" else 2 if wide else 1)
+                           4 if img.mode == "F" else 2 if wide else 1, img.format or "")
 
 
 # Pillow opens float TIFFs with one channel only ("F"); colour ones are read with tifffile.

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
 from surge.errors import ImageReadError
-from surge.inference.image_header import ImageHeader, is_float_colour_tiff
+from surge.inference.image_header import ImageHeader
 from surge.inference.image_header import probe as read_header
 from surge.inference.image_io import heif_available
 from surge.inference.limits import LimitError, Limits
@@ -30,22 +28,16 @@ class UploadRejected(Exception):
 
 
 def recognise(path: Path, name: str) -> str:
-    """The upload's format (Pillow's name, e.g. "JPEG") from its header; 415 for anything that is
-    not an image, or not one of ACCEPTED. ``name`` is the client's file name, for messages only."""
-    from surge.inference.image_io.reading import _own_pixel_limit  # Pillow's global bomb limit, swapped under a lock
-
+    """The upload's format (Pillow's name, e.g. "JPEG") from its header, read by the library's
+    probe (Pillow's bomb limit handled there); 415 for anything that is not an image, or not one
+    of ACCEPTED. ``name`` is the client's file name, for messages only."""
     heif_available()  # registers the HEIC opener, when pillow-heif is installed
     try:
-        with _own_pixel_limit(), Image.open(path) as img:
-            fmt = img.format
-    except UnidentifiedImageError:
-        if is_float_colour_tiff(path):  # Pillow cannot open these; the pipeline reads them with tifffile
-            return "TIFF"
-        raise UploadRejected(415, f"{name}: not a recognised image file") from None
-    except Exception as exc:  # damaged header: Pillow raises many kinds
-        raise UploadRejected(415, f"{name}: cannot read image header ({_first_line(exc)})") from None
+        fmt = read_header(path).format
+    except ImageReadError as exc:
+        raise UploadRejected(415, str(exc).replace(str(path), name)) from None
     if fmt not in ACCEPTED:
-        raise UploadRejected(415, f"{name}: {fmt} images are not accepted (JPEG, PNG, WebP, HEIC, AVIF, TIFF, BMP, GIF)")
+        raise UploadRejected(415, f"{name}: {fmt or 'this'} images are not accepted (JPEG, PNG, WebP, HEIC, AVIF, TIFF, BMP, GIF)")
     return fmt
 
 
@@ -63,7 +55,3 @@ def check_budget(path: Path, name: str, limits: Limits, outscale: float | None, 
     except LimitError as exc:
         raise UploadRejected(413, str(exc)) from None
     return header
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0] or type(exc).__name__
