@@ -119,7 +119,7 @@ def test_dry_run_then_a_second_call_continues_the_carried_state(setup):
     carry.mkdir()
     for name in training["state"]["files"]:
         shutil.copy(out / name, carry / name)
-    proc, out2 = run_session(setup, "second", carry=carry, SURGE_SKIP="tests inference")
+    proc, out2 = run_session(setup, "second", carry=carry, SURGE_SKIP="tests inference throughput")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     again = json.loads((out2 / "summary.json").read_text())
     assert again["tests"] == {"status": "skipped"} and again["phases"]["inference"]["status"] == "skipped"
@@ -139,7 +139,7 @@ def test_a_corrupt_carried_state_fails_the_training_phase_only(setup, tmp_path):
     carry = tmp_path / "carry"
     carry.mkdir()
     (carry / "state-00.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
-    proc, out = run_session(setup, "corrupt", carry=carry, SURGE_SKIP="inference")
+    proc, out = run_session(setup, "corrupt", carry=carry, SURGE_SKIP="inference throughput")
     assert proc.returncode == 1
     summary = json.loads((out / "summary.json").read_text())
     assert summary["phases"]["tests"]["status"] == "ok" and summary["tests"]["passed"] == 1
@@ -164,7 +164,7 @@ def test_the_file_limit_is_enforced(setup):
     out.mkdir()
     for i in range(4):
         (out / f"extra-{i}.txt").write_text("x")
-    proc, out = run_session(setup, "crowded", SURGE_SKIP="tests inference")
+    proc, out = run_session(setup, "crowded", SURGE_SKIP="tests inference throughput")
     assert proc.returncode == 1
     summary = json.loads((out / "summary.json").read_text())
     assert summary["phases"]["training"]["status"] == "failed"
