@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from surge.cli.upscale_cmd import _memory, _positive, _tile_arg
+from surge.cli.argtypes import memory_size, positive, positive_number, tile_size
 from surge.errors import SurgeError
 
 
@@ -28,35 +28,25 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", metavar="auto|cpu|cuda[:N][,...]",
                    help="compute device; a comma-separated list runs one worker per device (default: %(default)s)")
     p.add_argument("--precision", default="auto", choices=PRECISIONS)
-    p.add_argument("--tile", default="auto", type=_tile_arg, metavar="N|auto|0",
+    p.add_argument("--tile", default="auto", type=tile_size, metavar="N|auto|0",
                    help="LR tile size; progress is reported per tile (default: auto, from free memory)")
-    p.add_argument("--max-pixels", default=DEFAULT_MAX_PIXELS, type=_positive, metavar="N",
+    p.add_argument("--max-pixels", default=DEFAULT_MAX_PIXELS, type=positive, metavar="N",
                    help="refuse inputs with more pixels, checked from the header before decoding (default: %(default)s)")
-    p.add_argument("--max-output-pixels", default=DEFAULT_MAX_OUTPUT_PIXELS, type=_positive, metavar="N",
+    p.add_argument("--max-output-pixels", default=DEFAULT_MAX_OUTPUT_PIXELS, type=positive, metavar="N",
                    help="refuse inputs whose output would have more pixels (default: %(default)s, above which Pillow "
                         "refuses to open an image)")
-    p.add_argument("--max-memory", default="auto", type=_memory, metavar="SIZE|auto",
+    p.add_argument("--max-memory", default="auto", type=memory_size, metavar="SIZE|auto",
                    help="refuse inputs whose estimated peak memory is larger, e.g. 4G (default: auto = 3/4 of the RAM "
                         "available when each upload arrives)")
-    p.add_argument("--max-upload-mb", default=DEFAULT_MAX_UPLOAD_MB, type=_positive_float, metavar="MB",
+    p.add_argument("--max-upload-mb", default=DEFAULT_MAX_UPLOAD_MB, type=positive_number, metavar="MB",
                    help="refuse larger uploads (default: %(default)s)")
     p.add_argument("--token", default=None,
                    help="require Authorization: Bearer TOKEN on /api (needed to listen beyond loopback); "
                         "or set SURGE_SERVE_TOKEN, which keeps it out of the process list")
-    p.add_argument("--queue", default=16, type=_positive, metavar="N",
+    p.add_argument("--queue", default=16, type=positive, metavar="N",
                    help="jobs that may wait for a worker; more are answered 503 with Retry-After (default: %(default)s)")
-    p.add_argument("--ttl", default=600, type=_positive, metavar="SECONDS",
+    p.add_argument("--ttl", default=600, type=positive, metavar="SECONDS",
                    help="finished jobs' files are deleted this long after they finished (default: %(default)s)")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
-    return value
 
 
 def settings_from_args(args):

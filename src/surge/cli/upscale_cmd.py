@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from surge import BACKENDS, PRECISIONS
 from surge.atomic import sweep_stale_temps
+from surge.cli.argtypes import memory_size, non_negative, positive, positive_number, quality, tile_size
 from surge.cli.messages import emit, error, warn
 from surge.cli.untrained import add_allow_untrained
 from surge.errors import SurgeError
@@ -52,7 +53,7 @@ from surge.inference.image_io import (
     ImageMeta,
     check_writable_dir,
 )
-from surge.inference.limits import BYTES_PER_INPUT_PIXEL_X4, DEFAULT_MAX_OUTPUT_PIXELS, parse_size
+from surge.inference.limits import BYTES_PER_INPUT_PIXEL_X4, DEFAULT_MAX_OUTPUT_PIXELS
 from surge.inference.planning import check_suffix
 from surge.inference.tiling import MIN_TILE
 from surge.inference.pipeline import (
@@ -79,29 +80,29 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, metavar="NAME|FILE",
                    help="model name, .safetensors file, or .onnx file from `surge export` (runs with onnxruntime: "
                         "input float32 NCHW RGB in [0, 1], output clamped to [0, 1]) (default: the best installed model; see `surge models`)")
-    p.add_argument("-s", "--outscale", default=None, type=_outscale, metavar="S",
+    p.add_argument("-s", "--outscale", default=None, type=positive_number, metavar="S",
                    help="final scale of the output vs the input, e.g. 2 or 3.5: the model's output is resized with MATLAB bicubic (default: the model's scale, 4)")
     p.add_argument("--recursive", action="store_true", help="walk folders recursively (keeps the sub-folder structure; follows symlinked folders once)")
     p.add_argument("--suffix", default=None, help="appended to each output file name, no '/' or '..' (default: _x<S>, e.g. _x4)")
     p.add_argument("--ext", default="png", choices=EXTENSIONS, help="output format; 'same' keeps the input's (default: %(default)s)")
-    p.add_argument("--quality", default=JPEG_QUALITY, type=_quality, metavar="1-100", help="JPEG/WebP/AVIF/HEIC quality (default: %(default)s)")
+    p.add_argument("--quality", default=JPEG_QUALITY, type=quality, metavar="1-100", help="JPEG/WebP/AVIF/HEIC quality (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
-    p.add_argument("--tile", default="auto", type=_tile_arg, metavar="N|auto|0", help="LR tile size; auto = from free memory; 0 = whole image (default: auto)")
-    p.add_argument("--overlap", default=None, type=_non_negative, metavar="N", help="LR context per tile side (default: the model's receptive radius, exact)")
+    p.add_argument("--tile", default="auto", type=tile_size, metavar="N|auto|0", help="LR tile size; auto = from free memory; 0 = whole image (default: auto)")
+    p.add_argument("--overlap", default=None, type=non_negative, metavar="N", help="LR context per tile side (default: the model's receptive radius, exact)")
     p.add_argument("--precision", default="auto", choices=PRECISIONS)
     p.add_argument("--device", default="auto", metavar="auto|cpu|cuda[:N]")
     p.add_argument("--backend", default=None, choices=BACKENDS, help="default: onnxruntime for an .onnx --model, else torch")
-    p.add_argument("--max-pixels", default=DEFAULT_MAX_PIXELS, type=_positive, metavar="N",
+    p.add_argument("--max-pixels", default=DEFAULT_MAX_PIXELS, type=positive, metavar="N",
                    help="refuse inputs with more pixels, all frames together (default: %(default)s)")
-    p.add_argument("--max-output-pixels", default=DEFAULT_MAX_OUTPUT_PIXELS, type=_positive, metavar="N",
+    p.add_argument("--max-output-pixels", default=DEFAULT_MAX_OUTPUT_PIXELS, type=positive, metavar="N",
                    help="refuse files whose output would have more pixels (default: %(default)s, above which Pillow "
                         "refuses to open an image)")
-    p.add_argument("--max-memory", default="auto", type=_memory, metavar="SIZE|auto",
+    p.add_argument("--max-memory", default="auto", type=memory_size, metavar="SIZE|auto",
                    help="refuse files whose estimated peak memory is larger, e.g. 4G (default: auto = 3/4 of the RAM "
                         f"available at start; about {1e9 / BYTES_PER_INPUT_PIXEL_X4 / 1e6:.0f} MP of 8-bit input per GB at x4, "
                         "plus the tiles' working set)")
-    p.add_argument("--batch-size", default=1, type=_positive, metavar="N", help="tiles per forward pass (default: %(default)s)")
-    p.add_argument("--io-threads", default=None, type=_non_negative, metavar="N",
+    p.add_argument("--batch-size", default=1, type=positive, metavar="N", help="tiles per forward pass (default: %(default)s)")
+    p.add_argument("--io-threads", default=None, type=non_negative, metavar="N",
                    help="threads that write outputs (and one that reads the next input) while the model computes; "
                         "0 = read, compute and write one after another (default: half the CPU cores, 2-4)")
     p.add_argument("--real-for-jpeg", action=argparse.BooleanOptionalAction, default=None,
@@ -116,65 +117,9 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    help="run on Ray (needs surge-sr[ray]): no ADDRESS starts a local Ray for the run; an ADDRESS (auto, "
                         "ray://host:10001) joins a cluster. Inputs/-o may be pyarrow.fs URIs (s3://, gs://); writes "
                         "OUT/surge-manifest.jsonl. Put it after the inputs, or write --ray=ADDRESS")
-    p.add_argument("--ray-actors", default=None, type=_positive, metavar="N",
+    p.add_argument("--ray-actors", default=None, type=positive, metavar="N",
                    help="with --ray: workers holding the model (default: one per GPU, else one per 4 CPUs)")
     add_allow_untrained(p)
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
-
-
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-
-
-def _memory(text: str) -> int | str:
-    if text == "auto":
-        return "auto"
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _outscale(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a scale > 0, got {text}")
-    return value
-
-
-def _quality(text: str) -> int:
-    value = _integer(text)
-    if not 1 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"expected an integer from 1 to 100, got {value}")
-    return value
-
-
-def _tile_arg(text: str) -> int | str | None:
-    if text == "auto":
-        return "auto"
-    return _non_negative(text) or None
 
 
 # --- running -------------------------------------------------------------------------

@@ -100,11 +100,11 @@ def create_app(settings: ServeSettings, process: Process | None = None) -> FastA
         try:
             upload = folder / "upload"
             await run_in_threadpool(_save, image, upload)
-            fmt = await run_in_threadpool(recognise, upload, name)
-            ext = ACCEPTED[fmt] if options["format"] == "same" else options["format"]
+            header = await run_in_threadpool(recognise, upload, name)
+            ext = ACCEPTED[header.format] if options["format"] == "same" else options["format"]
             _check_writable_format(ext)
-            await run_in_threadpool(check_budget, upload, name, settings.limits(), options["scale"], ext)
-            source = upload.rename(folder / f"input.{ACCEPTED[fmt]}")
+            check_budget(header, name, settings.limits(), options["scale"], ext)
+            source = upload.rename(folder / f"input.{ACCEPTED[header.format]}")
         except UploadRejected as exc:
             shutil.rmtree(folder, ignore_errors=True)
             raise HTTPException(exc.status, str(exc)) from None

@@ -27,31 +27,27 @@ class UploadRejected(Exception):
         self.status = status
 
 
-def recognise(path: Path, name: str) -> str:
-    """The upload's format (Pillow's name, e.g. "JPEG") from its header, read by the library's
+def recognise(path: Path, name: str) -> ImageHeader:
+    """The upload's header (``.format`` is Pillow's name, e.g. "JPEG"), read once by the library's
     probe (Pillow's bomb limit handled there); 415 for anything that is not an image, or not one
     of ACCEPTED. ``name`` is the client's file name, for messages only."""
     heif_available()  # registers the HEIC opener, when pillow-heif is installed
     try:
-        fmt = read_header(path).format
-    except ImageReadError as exc:
-        raise UploadRejected(415, str(exc).replace(str(path), name)) from None
-    if fmt not in ACCEPTED:
-        raise UploadRejected(415, f"{name}: {fmt or 'this'} images are not accepted (JPEG, PNG, WebP, HEIC, AVIF, TIFF, BMP, GIF)")
-    return fmt
-
-
-def check_budget(path: Path, name: str, limits: Limits, outscale: float | None, ext: str) -> ImageHeader:
-    """The declared size against ``limits`` (413 when over), as the pipeline will check it: all
-    frames count when the output keeps them (``ext`` png or webp)."""
-    try:
         header = read_header(path)
     except ImageReadError as exc:
         raise UploadRejected(415, str(exc).replace(str(path), name)) from None
+    if header.format not in ACCEPTED:
+        raise UploadRejected(415, f"{name}: {header.format or 'this'} images are not accepted "
+                                  "(JPEG, PNG, WebP, HEIC, AVIF, TIFF, BMP, GIF)")
+    return header
+
+
+def check_budget(header: ImageHeader, name: str, limits: Limits, outscale: float | None, ext: str) -> None:
+    """The declared size against ``limits`` (413 when over), as the pipeline will check it: all
+    frames count when the output keeps them (``ext`` png or webp)."""
     frames = header.frames if ext in ANIMATED_OUTPUTS else 1
     try:
         limits.check(name, header.width, header.height, frames=frames, outscale=outscale,
                      channels=header.channels, sample_bytes=header.sample_bytes)
     except LimitError as exc:
         raise UploadRejected(413, str(exc)) from None
-    return header
