@@ -55,8 +55,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         trainer = Trainer(cfg, run_dir, ctx, resume=bool(args.resume))
         result = trainer.run()
-    finally:
-        shutdown(ctx)
+    except BaseException:
+        shutdown(ctx, finished=False)
+        raise
+    shutdown(ctx)
     if ctx.is_main:
         summary = {"run_dir": str(result.run_dir), "step": result.step, "best_val_psnr_y": result.best_psnr,
                    "interrupted": result.interrupted, "budget_spent": result.budget_spent}

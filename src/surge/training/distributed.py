@@ -51,9 +51,21 @@ def init_distributed(device: str = "auto") -> DistContext:
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
 
 
-def shutdown(ctx: DistContext) -> None:
-    if ctx.enabled and dist.is_initialized():
-        dist.destroy_process_group()
+def shutdown(ctx: DistContext, finished: bool = True) -> None:
+    """Tear the process group down; ``finished``: every rank got here by the same normal path.
+
+    A finished run meets at a barrier first, so no rank closes its connections while a peer is
+    still inside the last collective: gloo's teardown is not collective, and a gloo thread whose
+    peer vanished mid-operation throws outside Python (std::terminate, SIGABRT), so torchrun
+    reports a completed run as failed. (The two-rank CPU test died once in CI with rank 1 aborted,
+    its own message cut from the log; not reproduced here. The likeliest cause is this race.) A
+    rank that failed skips the barrier: its peers may never arrive, and torchrun stops them.
+    """
+    if not (ctx.enabled and dist.is_initialized()):
+        return
+    if finished:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def broadcast_flag(ctx: DistContext, flag: bool) -> bool:
