@@ -7,7 +7,9 @@
 # Made for the project's `device` tool: one H200, 15 minutes of device time per task (machine start
 # and transfers included), at most 10 minutes per command; the working tree that travels (tracked
 # files + carried paths) is at most 64 MiB; at most 8 flat files of <= 16 MiB, 64 MiB together,
-# come back from $OUT. Prepare here, once, in the repo root (.pack/, .whl/ and .carry/ are git-ignored):
+# come back from $OUT. Prepare here in the repo root after every merge with one command,
+#   .venv/bin/python scripts/device_prepare.py [--state RETURNED_OUT] [--state-mib S]
+# which runs the steps below (.pack/, .whl/ and .carry/ are git-ignored):
 #
 #   POT's wheel in .whl/ exactly as the top of scripts/gpu_train.sh says (1.46 MiB).
 #   .carry/: the state-NN.safetensors parts a previous call returned (absent: a fresh start

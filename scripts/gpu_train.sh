@@ -13,7 +13,8 @@
 # Made for the project's `device` tool: one H200, 15 minutes of device time per session (machine
 # start and transfers included), at most 10 minutes per command, 64 MiB carried, at most 8 flat
 # files back from $OUT. The device image has torch+CUDA, safetensors, scikit-image, tqdm and
-# Pillow but not POT, which travels as a wheel. Prepare here, once, in the repo root: the wheel
+# Pillow but not POT, which travels as a wheel. Prepare here after every merge, in the repo root:
+# `.venv/bin/python scripts/device_prepare.py [--bench-v1]` runs these steps: the wheel
 # first, then a pack sized to what the tree and the wheel leave of 64 MiB (scripts/device_budget.py,
 # 0.5 MiB margin), training images left out from the end of BSD200 where the full pack does not fit:
 #
