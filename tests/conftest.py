@@ -36,17 +36,11 @@ def tiny_gan_run(tmp_path) -> tuple[Path, list[str]]:
     the ``surge train`` overrides select that generator, a tiny critic and four random 48x40 HR
     images, with no validation set.
     """
-    import numpy as np
-    from PIL import Image
-
     from surge.models import GENERATOR_PRESETS, SuRGeGenerator
     from surge.models.files import save_model
+    from training_helpers import random_hr_folder
 
-    hr = tmp_path / "hr"
-    hr.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        Image.fromarray((rng.random((48, 40, 3)) * 255).astype(np.uint8)).save(hr / f"{i}.png")
+    hr = random_hr_folder(tmp_path / "hr", 4, (48, 40))
     init = save_model(SuRGeGenerator(GENERATOR_PRESETS["surge-tiny"]), tmp_path / "init.safetensors")
     overrides = ['generator.preset="surge-tiny"', f'data.train_dirs=["{hr}"]', "data.hr_size=32", "data.batch_size=4",
                  'data.val_dir=""', "critic.width=8", "critic.max_width=16", "critic.stages=2", "critic.hidden=16"]

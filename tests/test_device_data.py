@@ -17,6 +17,7 @@ from surge.errors import ConfigError, DatasetError
 from surge.training.config import ExperimentConfig, load_config
 
 from script_loader import load_script
+from training_helpers import write_tiny_config
 
 lr_stats = load_script("benchmarks/device_lr_stats.py")
 
@@ -187,30 +188,10 @@ def test_pipeline_switch_is_checked():
     assert cfg.data.pipeline == "device"
 
 
-TINY = """
-[data]
-train_dirs = ["{hr}"]
-hr_size = 32
-batch_size = 4
-val_dir = ""
-pipeline = "device"
-[generator]
-preset = "surge-tiny"
-[loss]
-l1 = true
-adversarial = false
-js = false
-gw = false
-[train]
-name = "tiny"
-stage = "psnr"
-steps = {steps}
-log_every = 1
-ckpt_every = 1
-val_every = 1000
-threads = 1
-out_dir = "{out}"
-"""
+def _config(tmp_path, hr, steps):
+    """PSNR steps on the device pipeline, a checkpoint every step; the file tmp_path/tiny{steps}.toml."""
+    return write_tiny_config(tmp_path / f"tiny{steps}.toml", hr, steps=steps, out=tmp_path / "runs",
+                             data={"pipeline": "device"})
 
 
 def _losses(run_dir):
@@ -239,9 +220,7 @@ def test_trainer_with_the_device_pipeline_resumes_exactly(tmp_path, degraded, de
     overrides = [f"train.device={device}"] + (["data.degradation.clean_prob=0.25"] if degraded else [])
 
     def cfg(steps):
-        path = tmp_path / f"tiny{steps}.toml"
-        path.write_text(TINY.format(hr=hr, steps=steps, out=tmp_path / "runs"))
-        return load_config(path, overrides)
+        return load_config(_config(tmp_path, hr, steps), overrides)
 
     def ctx():
         return init_distributed(device)
@@ -298,8 +277,7 @@ def test_cuda_training_with_the_device_pipeline(tmp_path):
     from surge.training.distributed import init_distributed
     from surge.training.trainer import Trainer
 
-    path = tmp_path / "tiny.toml"
-    path.write_text(TINY.format(hr=_train_dir(tmp_path), steps=3, out=tmp_path / "runs"))
+    path = _config(tmp_path, _train_dir(tmp_path), 3)
     cfg = load_config(path, ["train.device=cuda", "data.degradation.clean_prob=0.25"])
     result = Trainer(cfg, tmp_path / "run", init_distributed("cuda")).run()
     losses = _losses(tmp_path / "run")

@@ -12,41 +12,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 import surge
-from surge.imaging.bicubic import imresize
+
+from pack_helpers import pack, tiny_sources
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "device_session.sh"
-
-
-def _photo(rng, h: int, w: int) -> np.ndarray:
-    small = (rng.random((h // 4 + 1, w // 4 + 1, 3)) * 255).astype(np.uint8)
-    return np.asarray(Image.fromarray(small).resize((w, h), Image.BICUBIC))
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory) -> Path:
     """A packed tiny data set (train/A, Set5, Set14) and a folder of stand-in CUDA tests."""
     root = tmp_path_factory.mktemp("session")
-    rng = np.random.default_rng(0)
-    src = root / "src"
-    (src / "train" / "A").mkdir(parents=True)
-    for i in range(4):  # 72x80: room for 64 px crops and the degradation kernels
-        Image.fromarray(_photo(rng, 72, 80)).save(src / "train" / "A" / f"{i}.png")
-    for name in ("Set5", "Set14"):
-        (src / name / "HR").mkdir(parents=True)
-        (src / name / "LR_bicubic_X4").mkdir()
-        for i in range(2):
-            hr = _photo(rng, 32, 40)
-            Image.fromarray(hr).save(src / name / "HR" / f"img{i}.png")
-            Image.fromarray(imresize(hr, 0.25)).save(src / name / "LR_bicubic_X4" / f"img{i}x4.png")
-    subprocess.run([sys.executable, str(REPO / "scripts" / "pack_data.py"), str(src / "train" / "A"), "--bench",
-                    str(src / "Set5"), str(src / "Set14"), "--out", str(root / "pack")],
-                   check=True, capture_output=True, timeout=120)
+    proc = pack(tiny_sources(root / "src"), root / "pack", timeout=120)
+    assert proc.returncode == 0, proc.stderr
     tests = root / "ctests"
     tests.mkdir()
     (tests / "test_gpu.py").write_text(

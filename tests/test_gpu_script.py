@@ -16,45 +16,16 @@ import pytest
 from PIL import Image
 
 import surge
-from surge.imaging.bicubic import imresize
+
+from pack_helpers import pack, tiny_sources
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _photo(rng, h: int, w: int) -> np.ndarray:
-    """A smooth random image (noise upsampled), so bicubic LR/HR behave like photos."""
-    small = (rng.random((h // 4 + 1, w // 4 + 1, 3)) * 255).astype(np.uint8)
-    return np.asarray(Image.fromarray(small).resize((w, h), Image.BICUBIC))
 
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory) -> Path:
     """train/A (RGB PNGs + a BMP), bench/Set5 and bench/Set14 (HR + LR_bicubic_X4; one grayscale pair)."""
-    root = tmp_path_factory.mktemp("src")
-    rng = np.random.default_rng(0)
-    train = root / "train" / "A"
-    train.mkdir(parents=True)
-    for i in range(4):  # 72x80: room for real mode's 64 px crops
-        Image.fromarray(_photo(rng, 72, 80)).save(train / f"{i}.png")
-    Image.fromarray(_photo(rng, 36, 36)).save(train / "bmp.bmp")
-    Image.fromarray(_photo(rng, 36, 40)).save(train / "a.b.png")  # a dot in the stem must survive
-    for name, count in (("Set5", 2), ("Set14", 2)):
-        (root / "bench" / name / "HR").mkdir(parents=True)
-        (root / "bench" / name / "LR_bicubic_X4").mkdir()
-        for i in range(count):
-            hr = _photo(rng, 32, 40)
-            if name == "Set14" and i == 1:
-                hr = hr[..., 0]  # grayscale, as Set14's bridge: must stay mode L
-            Image.fromarray(hr).save(root / "bench" / name / "HR" / f"img{i}.png")
-            Image.fromarray(imresize(hr, 0.25)).save(root / "bench" / name / "LR_bicubic_X4" / f"img{i}x4.png")
-    return root
-
-
-def pack(sources: Path, out: Path, *extra: str, bench: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    """Pack train/A, Set5 and Set14 (plus ``bench``: more ``[NAME=]DIR`` sets) into ``out``."""
-    cmd = [sys.executable, str(REPO / "scripts" / "pack_data.py"), str(sources / "train" / "A"),
-           "--bench", str(sources / "bench" / "Set5"), str(sources / "bench" / "Set14"), *bench, "--out", str(out), *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    return tiny_sources(tmp_path_factory.mktemp("src"), odd_files=True)
 
 
 def run_tiny(packed: Path, tmp_path: Path, **env_extra: str) -> subprocess.CompletedProcess:

@@ -19,55 +19,23 @@ from surge.training.checkpoint import load_checkpoint
 from surge.training.config import load_config
 from surge.training.trainer import Trainer, TrainingDiverged
 
-REPO = Path(__file__).resolve().parents[1]
+from training_helpers import TINY_CRITIC, random_hr_folder, write_tiny_config
 
-TINY = """
-[data]
-train_dirs = ["{hr}"]
-hr_size = 32
-batch_size = 4
-val_dir = ""
-[generator]
-preset = "surge-tiny"
-[critic]
-width = 8
-max_width = 16
-stages = 2
-hidden = 16
-[loss]
-l1 = true
-adversarial = {gan}
-js = {gan}
-gw = {gan}
-[train]
-name = "tiny"
-stage = "{stage}"
-steps = {steps}
-log_every = 1
-ckpt_every = {ckpt}
-val_every = 1000
-threads = 1
-out_dir = "{out}"
-"""
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def hr_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("hr")
-    rng = np.random.default_rng(0)
-    for i in range(6):
-        small = (rng.random((20, 24, 3)) * 255).astype(np.uint8)
-        Image.fromarray(small).resize((48, 40), Image.BICUBIC).save(folder / f"{i}.png")
+    folder = random_hr_folder(tmp_path_factory.mktemp("hr"), 6, (40, 48), noise=(20, 24))
     (folder / "broken.png").write_bytes(b"not a png")
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(folder / "small.png")
     return folder
 
 
 def write_config(tmp_path, hr_dir, gan=True, steps=6, ckpt=2) -> Path:
-    path = tmp_path / "tiny.toml"
-    path.write_text(TINY.format(hr=hr_dir, gan=str(gan).lower(), stage="gan" if gan else "psnr",
-                                steps=steps, ckpt=ckpt, out=tmp_path / "runs"))
-    return path
+    """This file's tiny run: tmp_path/tiny.toml, the tiny critic whatever the stage, outputs in tmp_path/runs."""
+    return write_tiny_config(tmp_path / "tiny.toml", hr_dir, gan=gan, steps=steps, ckpt_every=ckpt,
+                             out=tmp_path / "runs", critic=TINY_CRITIC)
 
 
 def read_losses(run_dir: Path) -> list[tuple]:

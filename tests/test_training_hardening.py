@@ -17,46 +17,21 @@ from surge.training.checkpoint import atomic_torch_save, load_checkpoint
 from surge.training.config import load_config
 from surge.training.trainer import Trainer
 
-REPO = Path(__file__).resolve().parents[1]
+from training_helpers import random_hr_folder, write_tiny_config
 
-TINY = """
-[data]
-train_dirs = ["{hr}"]
-hr_size = 32
-batch_size = 2
-val_dir = ""
-[generator]
-preset = "surge-tiny"
-[loss]
-l1 = true
-adversarial = false
-js = false
-gw = false
-[train]
-name = "tiny"
-stage = "psnr"
-steps = 2
-ckpt_every = 1
-val_every = 1000
-threads = 1
-out_dir = "{out}"
-"""
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def hr_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("hr")
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        Image.fromarray((rng.random((40, 40, 3)) * 255).astype(np.uint8)).save(folder / f"{i}.png")
-    return folder
+    return random_hr_folder(tmp_path_factory.mktemp("hr"), 3, (40, 40))
 
 
 @pytest.fixture
 def config(tmp_path, hr_dir) -> Path:
-    path = tmp_path / "tiny.toml"
-    path.write_text(TINY.format(hr=hr_dir, out=tmp_path / "runs"))
-    return path
+    """Two PSNR steps, 2 a batch, a checkpoint every step, the default log interval; outputs in tmp_path/runs."""
+    return write_tiny_config(tmp_path / "tiny.toml", hr_dir, out=tmp_path / "runs", data={"batch_size": 2},
+                             train={"log_every": None})
 
 
 # --- 1. checkpoints load without unpickling code ----------------------------------------

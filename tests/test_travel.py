@@ -7,10 +7,8 @@ state (generator, EMA, critic, both Adams) spreads over many parts, tensors cut 
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import surge
 from surge.train import main as train_main
@@ -18,52 +16,20 @@ from surge.training import travel
 from surge.training.checkpoint import load_checkpoint
 from surge.training.travel import TravelStateError
 
-TINY = """
-[data]
-train_dirs = ["{hr}"]
-hr_size = 32
-batch_size = 4
-val_dir = ""
-[generator]
-preset = "surge-tiny"
-[critic]
-width = 8
-max_width = 16
-stages = 2
-hidden = 16
-[loss]
-l1 = true
-adversarial = true
-js = true
-gw = true
-[optim]
-ema_decay = 0.9
-[train]
-name = "tiny"
-stage = "gan"
-steps = {steps}
-log_every = 1
-ckpt_every = 1000
-val_every = 1000
-threads = 1
-"""
+from training_helpers import TINY_CRITIC, random_hr_folder, write_tiny_config
+
 PART = 64 * 1024  # bytes: the surge-tiny generator alone is ~100 KB in float32; the plan in part 0 ~50 KB
 
 
 @pytest.fixture(scope="module")
 def hr_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("hr")
-    rng = np.random.default_rng(0)
-    for i in range(5):
-        small = (rng.random((12, 10, 3)) * 255).astype(np.uint8)
-        Image.fromarray(small).resize((40, 48), Image.BICUBIC).save(folder / f"{i}.png")
-    return folder
+    return random_hr_folder(tmp_path_factory.mktemp("hr"), 5, (48, 40), noise=(12, 10))
 
 
 def _config(folder: Path, hr_dir: Path, steps: int) -> Path:
-    path = folder / f"tiny-{steps}.toml"
-    path.write_text(TINY.format(hr=hr_dir, steps=steps))
-    return path
+    """A GAN run with the tiny critic and EMA, no periodic checkpoint; the run folder is given on the command line."""
+    return write_tiny_config(folder / f"tiny-{steps}.toml", hr_dir, gan=True, steps=steps, ckpt_every=1000,
+                             critic=TINY_CRITIC, optim={"ema_decay": 0.9})
 
 
 def _train(run_dir: Path, config: Path, *extra: str) -> None:
