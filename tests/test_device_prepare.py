@@ -1,6 +1,7 @@
 """scripts/device_prepare.py: wheel, state and the largest pack that fits, as one command."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import pytest
 from PIL import Image
 
 from script_loader import REPO
+from training_helpers import random_hr_folder, write_tiny_config
 
 SCRIPT = REPO / "scripts" / "device_prepare.py"
 MIB = 2**20
@@ -114,3 +116,24 @@ def test_a_fresh_start_removes_an_earlier_carried_state(tree):
     assert done.returncode == 0, done.stdout + done.stderr
     assert not (tree / ".carry").exists()
     assert 'carry:     [".pack", ".whl"]' in done.stdout
+
+
+def test_a_returned_state_is_repacked_into_carry_within_its_budget(tree, tmp_path):
+    from surge.train import main as train_main
+    from surge.training import travel
+    from surge.training.checkpoint import load_checkpoint
+
+    hr = random_hr_folder(tmp_path / "hr", 4, (40, 48), noise=(20, 24))
+    config = write_tiny_config(tmp_path / "tiny.toml", hr, steps=2)
+    assert train_main([str(config), "--run-dir", str(tmp_path / "run")]) == 0
+    returned = tmp_path / "returned"  # what a device call gives back: the exact state in parts
+    travel.save_travel_state(load_checkpoint(tmp_path / "run" / "last.pt"), returned, profile="exact")
+    lean = travel._layout(load_checkpoint(tmp_path / "run" / "last.pt"), None, "lean", 16 * MIB).size()
+    budget = math.ceil(lean / MIB * 10_000) / 10_000  # lean fits, compact (EMA and moments kept) does not
+    _wheel(tree)
+    done = _prepare(tree, "--state", returned, "--state-mib", f"{budget:.4f}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    state, info = travel.load_travel_state(tree / ".carry")
+    assert info["profile"] == "lean" and state["step"] == 2
+    assert sum(p.stat().st_size for p in (tree / ".carry").iterdir()) <= budget * MIB
+    assert 'carry:     [".pack", ".whl", ".carry"]' in done.stdout
