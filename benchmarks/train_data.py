@@ -27,6 +27,12 @@ the device's are not timed.
         configs/gpu-real-psnr.toml:bicubic --batch 0 --train-dirs DATA/T91 DATA/BSD200 --seconds 120 --json out.json
 
 ``PATH:bicubic`` runs PATH's experiment without its ``[data.degradation]`` table (clean MATLAB-bicubic LR).
+
+``--compile first`` (or ``all``) adds a third row for the first (or every) config: the device
+pipeline with ``train.compile = true`` (torch.compile of the generator). Its untimed warm-up holds
+the compile, reported as ``warmup_s`` beside the eager rows'; a compile that fails is recorded as
+the row's ``error`` and the other rows stand. The JSON is rewritten after each config, so a run
+cut off by a timeout keeps the configs it finished.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from surge.training.config import ExperimentConfig, apply_overrides, load_config
 from surge.training.trainer import Trainer  # noqa: E402
 
 PIPELINES = ("loader", "device")
+COMPILED = "device+compile"  # the device pipeline with train.compile = true
 
 
 def _sync(device: torch.device) -> None:
@@ -99,11 +106,11 @@ def synthetic_dir(root: Path, count: int = 64, size: int = 200) -> Path:
     return folder
 
 
-def build_config(path: str, pipeline: str, args, train_dirs: list[str]):
+def build_config(path: str, pipeline: str, args, train_dirs: list[str], extra: tuple[str, ...] = ()):
     """The experiment config for one row; ``PATH:bicubic`` is PATH without its [data.degradation] (clean LR)."""
     path, _, variant = path.partition(":")
     overrides = [f"data.pipeline={pipeline}", 'data.val_dir=""', 'train.init_from=""', f"train.device={args.device}",
-                 "train.steps=1000000", f"data.train_dirs={json.dumps(train_dirs)}", *args.set]
+                 "train.steps=1000000", f"data.train_dirs={json.dumps(train_dirs)}", *args.set, *extra]
     if args.batch:
         overrides.append(f"data.batch_size={args.batch}")
     if args.hr_size:
@@ -175,7 +182,7 @@ class Runner:
         self.iterator = iter(self.batches)
         self.trainer.generator.train()
         self.steps = 0
-        self.wall = self.data = self.busy = self.cpu = 0.0
+        self.wall = self.data = self.busy = self.cpu = self.warmup = 0.0
         self.nvml = UtilizationSampler(self.device)
 
     def next_batch(self):
@@ -185,9 +192,11 @@ class Runner:
                 hr.to(self.device, non_blocking=True).contiguous(memory_format=cl))
 
     def warm(self, steps: int) -> None:
+        t = time.perf_counter()
         for _ in range(steps):
             self.trainer.train_step(*self.next_batch())
         _sync(self.device)
+        self.warmup = time.perf_counter() - t  # with train.compile: mostly the compile
 
     def round(self, seconds: float) -> None:
         cuda = self.device.type == "cuda"
@@ -222,15 +231,25 @@ class Runner:
             self.iterator.close()
 
 
-def bench_config(path: str, args, train_dirs: list[str], tmp: Path) -> dict:
-    runners = {p: Runner(build_config(path, p, args, train_dirs), tmp / f"{Path(path).stem}-{path.partition(':')[2]}-{p}")
-               for p in PIPELINES}
+def bench_config(path: str, args, train_dirs: list[str], tmp: Path, compile_too: bool = False) -> dict:
+    stem = f"{Path(path).stem}-{path.partition(':')[2]}"
+    runners = {p: Runner(build_config(path, p, args, train_dirs), tmp / f"{stem}-{p}") for p in PIPELINES}
+    errors = {}
     try:
         first = runners["device"]
         lr, hr = first.next_batch()
         flops = flops_per_step(first.trainer, lr, hr)
         for r in runners.values():
             r.warm(args.warmup)
+        if compile_too:
+            try:
+                runner = Runner(build_config(path, "device", args, train_dirs, ("train.compile=true",)),
+                                tmp / f"{stem}-compiled")
+                runners[COMPILED] = runner
+                runner.warm(args.warmup)
+            except Exception as exc:  # a backend that cannot compile this model: say so, keep the eager rows
+                errors[COMPILED] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+                runners.pop(COMPILED, None)
         per_round = args.seconds / (len(PIPELINES) * args.rounds)
         for _ in range(args.rounds):
             for r in runners.values():
@@ -243,10 +262,12 @@ def bench_config(path: str, args, train_dirs: list[str], tmp: Path) -> dict:
            "degradation": cfg.data.degradation is not None, "precision": runners["device"].trainer.precision,
            "generator_params": sum(p.numel() for p in runners["device"].trainer.g_module.parameters()),
            "flops_per_step": flops, "pipelines": {}}
+    for name, error in errors.items():
+        out["pipelines"][name] = {"error": error}
     for name, r in runners.items():
         rate = r.steps / r.wall
         out["pipelines"][name] = {
-            "steps": r.steps, "seconds": round(r.wall, 3), "step_per_s": rate,
+            "steps": r.steps, "seconds": round(r.wall, 3), "step_per_s": rate, "warmup_s": round(r.warmup, 2),
             "data_wait_share": r.data / r.wall,
             "busy_share": (r.busy / r.wall) if r.device.type == "cuda" else None,
             "nvml_utilization": r.nvml.mean(),
@@ -315,16 +336,19 @@ def render(result: dict) -> str:
              "peaks measured in this run (TFLOP/s): " + ", ".join(f"{k} {v:.2f}" for k, v in pk.items()),
              f"training images: {result['train_dirs_note']}", ""]
     busy = "GPU in step / NVML util" if cuda else "CPU time / wall"
-    lines += [f"| config | batch x HR | pipeline | steps | step/s | ratio device/loader | data wait | {busy} | "
-              "TFLOP/s | of conv / matmul peak |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| config | batch x HR | pipeline | steps | step/s | ratio to loader | data wait | {busy} | "
+              "TFLOP/s | of conv / matmul peak | warm-up s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     dtype = "bf16" if cuda and any(r["precision"] == "bf16" for r in result["rows"]) else "fp32"
     for row in result["rows"]:
         loader = row["pipelines"]["loader"]["step_per_s"]
+        kind = "real-world" if row["degradation"] else "bicubic"
         for name, p in row["pipelines"].items():
+            if "error" in p:
+                lines.append(f"| {Path(row['config']).name} ({kind}) | | {name} | failed: {p['error']} | | | | | | | |")
+                continue
             b = p["busy_share"] if cuda else p["cpu_per_wall"]
-            ratio = f"{p['step_per_s'] / loader:.2f}" if name == "device" else ""
+            ratio = f"{p['step_per_s'] / loader:.2f}" if name != "loader" else ""
             label = f"{name} ({row['workers']} workers)" if name == "loader" else name
-            kind = "real-world" if row["degradation"] else "bicubic"
             nvml = p.get("nvml_utilization")
             shown = f"{100 * b:.0f}% / {'n/a' if nvml is None else f'{100 * nvml:.0f}%'}" if cuda else f"{b:.2f}"
             lines.append(
@@ -332,7 +356,11 @@ def render(result: dict) -> str:
                 f"{row['batch']} x {row['hr_size']} px | {label} | {p['steps']} | {p['step_per_s']:.2f} | "
                 f"{ratio} | {100 * p['data_wait_share']:.0f}% | {shown} | "
                 f"{p['tflops']:.3f} | {100 * p['tflops'] / pk[f'conv_{dtype}']:.1f}% / "
-                f"{100 * p['tflops'] / pk[f'matmul_{dtype}']:.1f}% |")
+                f"{100 * p['tflops'] / pk[f'matmul_{dtype}']:.1f}% | {p['warmup_s']:.1f} |")
+        compiled = row["pipelines"].get(COMPILED)
+        if compiled and "error" not in compiled:
+            gain = compiled["step_per_s"] / row["pipelines"]["device"]["step_per_s"]
+            lines.append(f"| {Path(row['config']).name} ({kind}) | | compiled / eager (device) | | {gain:.2f}x | | | | | | |")
     lines.append(f"\nFLOPs per step (fwd+bwd+optimiser, torch.utils.flop_counter): "
                  + ", ".join(f"{Path(r['config']).name} {r['flops_per_step'] / 1e12:.3f} TFLOP" for r in result["rows"])
                  + f"; peak columns use the {dtype} peaks.")
@@ -352,7 +380,9 @@ def main(argv=None) -> None:
     ap.add_argument("--train-dirs", nargs="+", help="training image folders (default: the config's)")
     ap.add_argument("--set", nargs="*", default=[], help="more config overrides, section.key=value")
     ap.add_argument("--threads", type=int, default=0, help="torch threads of this process (0: torch's default)")
-    ap.add_argument("--json", help="write the results to this file")
+    ap.add_argument("--compile", choices=("none", "first", "all"), default="none",
+                    help="also time the device pipeline with train.compile=true, for the first or every config")
+    ap.add_argument("--json", help="write the results to this file (rewritten after each config)")
     ap.add_argument("--data-only", action="store_true",
                     help="only the CPU cost of making a batch's LR, loader code vs batched torch code (no training)")
     args = ap.parse_args(argv)
@@ -378,12 +408,19 @@ def main(argv=None) -> None:
                   "torch_threads": torch.get_num_threads(), "train_dirs_note": note,
                   "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
                   "peaks": peaks(device), "rows": []}
-        for path in args.configs:
-            result["rows"].append(bench_config(path, args, dirs, tmp))
+        for i, path in enumerate(args.configs):
+            compile_too = args.compile == "all" or (args.compile == "first" and i == 0)
+            result["rows"].append(bench_config(path, args, dirs, tmp, compile_too))
             print(f"done: {path}", file=sys.stderr, flush=True)
+            if args.json:  # a run cut off later keeps this config's rows
+                write_json(Path(args.json), result)
     print(render(result))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

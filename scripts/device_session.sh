@@ -65,13 +65,15 @@
 #   SURGE_DRY_RUN=1      the same phases on CPU, tiny: surge-tiny generator, HR 64, batch 3, 4 steps,
 #                        infer.py on a 32 px input (tests/test_device_session.py)
 #   SURGE_BUDGET_S=570   the whole script's wall-time budget (training gets what the other phases leave)
-#   SURGE_TEST_TIMEOUT=60  SURGE_INFER_TIMEOUT=90  SURGE_THROUGHPUT_TIMEOUT=110  SURGE_RESERVE_S=75 (kept
+#   SURGE_TEST_TIMEOUT=60  SURGE_INFER_TIMEOUT=90  SURGE_THROUGHPUT_TIMEOUT=140  SURGE_RESERVE_S=75 (kept
 #                        after training: pack, export, eval); a dry run: budget 170, infer 40, throughput 30, reserve 40
 #   SURGE_TEST_PATHS=tests/   where `pytest -m cuda` looks
 #   SURGE_INFER_ARGS     replaces the benchmark's model/variant/size arguments
 #   SURGE_PACK=.pack  SURGE_CARRY=.carry  SURGE_CONFIG=configs/gpu-real-psnr.toml (fresh starts only)
 #   SURGE_STEPS          train.steps (the schedule's length, total over sessions); default: the config's
 #   SURGE_PRECISION=auto SURGE_WORKERS=12 (0 in a dry run or with a small /dev/shm)
+#   SURGE_COMPILE=auto   train.compile of the training phase: 1, 0, or auto (compile when the throughput
+#                        phase's compiled row, timed for the training config, was >= 1.05x eager)
 #   SURGE_NAME           weights file name (default: the run's train.name)
 #   SURGE_STATE_PROFILE=auto   exact | compact | lean | minimal | auto (the most faithful that fits)
 #   SURGE_RUNS=<temp dir>  SURGE_SITE=<temp dir>/site (wheels from .whl/ installed there)
@@ -91,7 +93,7 @@ PY=${SURGE_PYTHON:-python3}
 DRY=${SURGE_DRY_RUN:-0}
 # budget, infer timeout, reserve (s): a dry run's tiny export, pack and evaluation need less time after training
 # and the data-pipeline throughput phase's timeout
-if [[ $DRY == 1 ]]; then DEFAULTS=(170 40 40 30); else DEFAULTS=(570 90 75 110); fi
+if [[ $DRY == 1 ]]; then DEFAULTS=(170 40 40 30); else DEFAULTS=(570 90 75 140); fi
 BUDGET_S=${SURGE_BUDGET_S:-${DEFAULTS[0]}}
 TEST_TIMEOUT=${SURGE_TEST_TIMEOUT:-60}
 INFER_TIMEOUT=${SURGE_INFER_TIMEOUT:-${DEFAULTS[1]}}
@@ -349,8 +351,11 @@ run_throughput() {
         args=(--configs "$CONFIG" "$CONFIG:bicubic" --seconds 3 --rounds 1 --warmup 1 --batch 2 --hr-size 32
               --workers 0 --threads 1 --set 'generator.preset="surge-tiny"')
     else
-        # ~40 s timed per config (both pipelines), the rest is start-up and the peaks
-        args=(--configs "$CONFIG" "$CONFIG:bicubic" --seconds 40 --rounds 2 --warmup 10 --workers "$WORKERS")
+        # ~40 s timed per config (all pipelines), the rest is start-up, the peaks and the training
+        # config's compile (torch.compile of the generator, its warm-up; the training phase reuses
+        # inductor's on-disk cache when the compiled row won, see run_training)
+        args=(--configs "$CONFIG" "$CONFIG:bicubic" --seconds 40 --rounds 2 --warmup 10 --workers "$WORKERS"
+              --compile first)
     fi
     say "throughput: benchmarks/train_data.py --device $DEVICE ${args[*]} (timeout ${THROUGHPUT_TIMEOUT}s)"
     timeout -k 5 "$THROUGHPUT_TIMEOUT" "$PY" benchmarks/train_data.py --device "$DEVICE" "${args[@]}" \
@@ -362,6 +367,30 @@ run_throughput() {
         summary_json throughput "{\"status\": \"$status\", \"exit\": $rc}"
     fi
     phase throughput "$status" $((SECONDS - t0))
+}
+
+# compile_choice: "true (why)" or "false (why)". SURGE_COMPILE=1/0 decides; auto (the default) compiles
+# when this session's throughput phase timed the training config's compiled step at >= 1.05x the
+# eager one on the device pipeline (its compile then sits in inductor's cache on this machine).
+compile_choice() {
+    case ${SURGE_COMPILE:-auto} in
+        1 | true) echo "true (SURGE_COMPILE)"; return ;;
+        0 | false) echo "false (SURGE_COMPILE)"; return ;;
+    esac
+    "$PY" - "$WORK/throughput.json" <<'EOF'
+import json, sys
+try:
+    row = json.load(open(sys.argv[1]))["rows"][0]["pipelines"]
+    eager, compiled = row["device"]["step_per_s"], row["device+compile"]
+except (OSError, ValueError, KeyError, IndexError, TypeError):
+    print("false (no compiled row timed in this session)")
+    sys.exit()
+if "error" in compiled:
+    print(f"false (the compile failed in the throughput phase: {compiled['error']})")
+else:
+    gain = compiled["step_per_s"] / eager
+    print(f"{str(gain >= 1.05).lower()} (compiled / eager step rate {gain:.2f} in the throughput phase)")
+EOF
 }
 
 # training_failed STATUS NOTE: the training key and phase when no run came to an end.
@@ -402,6 +431,9 @@ run_training() {
         overrides+=(data.pipeline=device)
         echo "data.pipeline=device (this checkout has the option)"
     fi
+    COMPILE_CHOICE=$(compile_choice)
+    echo "train.compile: $COMPILE_CHOICE"
+    overrides+=("train.compile=${COMPILE_CHOICE%% *}")  # explicit: a carried state's config may say otherwise
     local minutes
     minutes=$(awk -v l="$(left_s)" -v r="$RESERVE_S" 'BEGIN { m = (l - r) / 60; printf "%.2f", (m > 0 ? m : 0) }')
     if awk -v m="$minutes" 'BEGIN { exit !(m < 0.2) }'; then
@@ -457,10 +489,11 @@ run_training() {
             --sets "${sets[@]}" --json "$WORK/eval.json" --device "$DEVICE" --quiet \
             || echo "device_session: warning: evaluation failed or was cut off" >&2
     fi
-    RC=$rc RESUMED=$resumed TRAIN_S=$train_s "$PY" - "$run" "$WORK/pack.json" "$WORK/eval.json" > "$WORK/training.json" <<'EOF'
+    RC=$rc RESUMED=$resumed TRAIN_S=$train_s COMPILE_CHOICE=$COMPILE_CHOICE "$PY" - "$run" "$WORK/pack.json" "$WORK/eval.json" > "$WORK/training.json" <<'EOF'
 import csv, json, os, sys
 run, pack, evaluation = sys.argv[1:4]
-out = {"exit": int(os.environ["RC"]), "resumed": os.environ["RESUMED"] == "1", "seconds": int(os.environ["TRAIN_S"])}
+out = {"exit": int(os.environ["RC"]), "resumed": os.environ["RESUMED"] == "1", "seconds": int(os.environ["TRAIN_S"]),
+       "compile": os.environ["COMPILE_CHOICE"]}
 try:
     p = json.load(open(pack))
     lineage = p["lineage"]

@@ -1,6 +1,7 @@
 """The benchmark scripts run end to end on tiny settings (their figures come from full runs)."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# torch.compile on CPU (inductor) builds C++: without a compiler the compiled row is not asked for
+COMPILER = shutil.which("c++") or shutil.which("g++")
 
 TINY_GAN = """
 [data]
@@ -80,18 +83,24 @@ def test_train_data_benchmark_runs(tmp_path):
     out = tmp_path / "rows.json"
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "train_data.py"), "--configs", "configs/cpu-real-psnr.toml",
-         "configs/cpu-real-psnr.toml:bicubic", "--seconds", "2", "--rounds", "1", "--warmup", "1", "--batch", "2",
+         # batch 4 x 32 px: the shapes of test_training's compiled tiny run, whose compile inductor's
+         # on-disk cache then serves here
+         "configs/cpu-real-psnr.toml:bicubic", "--seconds", "2", "--rounds", "1", "--warmup", "1", "--batch", "4",
          "--hr-size", "32", "--workers", "0", "--set", 'generator.preset="surge-tiny"', "--threads", "1",
-         "--json", str(out)],
+         *(["--compile", "first"] if COMPILER else []), "--json", str(out)],
         capture_output=True, text=True, timeout=300, cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(out.read_text())["rows"]
     assert [r["degradation"] for r in rows] == [True, False]
+    compiled = {"device+compile"} if COMPILER else set()
+    assert set(rows[0]["pipelines"]) == {"loader", "device"} | compiled  # --compile first: the first config only
+    assert set(rows[1]["pipelines"]) == {"loader", "device"}
     for r in rows:
-        assert set(r["pipelines"]) == {"loader", "device"} and r["flops_per_step"] > 0
-        assert all(p["steps"] >= 1 and p["step_per_s"] > 0 for p in r["pipelines"].values())
-    assert "ratio device/loader" in proc.stdout
+        assert r["flops_per_step"] > 0
+        assert all(p["steps"] >= 1 and p["step_per_s"] > 0 and p["warmup_s"] > 0 for p in r["pipelines"].values())
+    assert "ratio to loader" in proc.stdout
+    assert ("compiled / eager (device)" in proc.stdout) == bool(COMPILER)
 
 
 @pytest.mark.slow

@@ -112,6 +112,12 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16", "amp"] = "auto"
     device: str = "auto"  # auto, cpu, cuda or cuda:N
     threads: int = 0  # torch CPU threads, 0 = torch's default
+    # torch.compile (inductor) of the generator's training forward and backward. The first step
+    # pays the compile (36 s for surge-small on a 2-core Zen 3 CPU), after which steps ran only
+    # 1.04-1.07x faster there (docs/results/device-data.md); GPUs unmeasured. Needs a C++ compiler
+    # on CPU, Triton on CUDA. Off by default: compiled kernels round differently, so losses differ
+    # from an eager run's in the last bits (a compiled run resumes exactly when it compiles again).
+    compile: bool = False
     max_minutes: float = 0.0  # wall-time budget of this process; 0 = none. Stops cleanly with a checkpoint.
     log_every: int = 1
     val_every: int = 250

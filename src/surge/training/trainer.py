@@ -101,6 +101,7 @@ class Trainer:
             self._init_generator(Path(cfg.train.init_from))
         self.critic = Critic(cfg.critic) if self.gan and cfg.loss.needs_critic else None
         self._wrap_parallel()
+        self._compile()
         o = cfg.optim
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=o.lr_g, betas=o.betas)
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, _lr_lambda(cfg))
@@ -152,6 +153,16 @@ class Trainer:
         self.generator = DDP(self.generator, device_ids=ids)
         if self.critic is not None:
             self.critic = DDP(self.critic, device_ids=ids)
+
+    def _compile(self) -> None:
+        """train.compile: the generator's training calls through torch.compile (inductor).
+
+        Only the generator: the critic's gradient penalty differentiates twice (create_graph),
+        which compiled graphs do not support. ``g_module`` stays the plain module, so checkpoints,
+        EMA and validation see the same weights and names as an eager run.
+        """
+        if self.cfg.train.compile:
+            self.generator = torch.compile(self.generator, dynamic=False)
 
     def _autocast(self):
         p = self.precision
