@@ -116,7 +116,7 @@ class TrainConfig:
     # pays the compile (36 s for surge-small on a 2-core Zen 3 CPU), after which steps ran only
     # 1.04-1.07x faster there (docs/results/device-data.md); GPUs unmeasured. Needs a C++ compiler
     # on CPU, Triton on CUDA. Off by default: compiled kernels round differently, so losses differ
-    # from an eager run's in the last bits (a compiled run resumes exactly when it compiles again).
+    # from an eager run's in the last bits (a compiled run resumed compiled is exact: tested on CPU).
     compile: bool = False
     max_minutes: float = 0.0  # wall-time budget of this process; 0 = none. Stops cleanly with a checkpoint.
     log_every: int = 1
