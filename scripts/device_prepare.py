@@ -4,7 +4,8 @@ The steps that scripts/device_session.sh and scripts/gpu_train.sh document, in t
 one command, because the pack must be rebuilt after every merge (each tracked byte the tree gains
 comes out of the pack) and a device session should not start with a hand-made mistake::
 
-    python scripts/device_prepare.py                         # fresh start: .whl/ and .pack/
+    python scripts/device_prepare.py                         # no state: .whl/ and .pack/ (the session then
+                                                             # warm-starts from the bundled weights, SURGE_INIT_FROM)
     python scripts/device_prepare.py --state RETURNED_OUT    # continue: .carry/ too
     python scripts/device_prepare.py --bench-v1              # also bench-v1's LR files (gpu_train.sh, SURGE_MODE=real)
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One device call, one script: environment report, the CUDA tests, the inference benchmark, the
-# training throughput (CPU-loader vs on-device data, benchmarks/train_data.py), then training from a carried state until the call's deadline; back in $OUT the state (for the next
+# training throughput (CPU-loader vs on-device data, benchmarks/train_data.py), then training until the
+# call's deadline from a carried state, or without one from the bundled weights of the same experiment
+# (SURGE_INIT_FROM, a warm restart: the shipped model keeps improving); back in $OUT the state (for the next
 # call), fp16 weights, logs and summary.json. Each phase has its own timeout; a phase that fails is
 # recorded in summary.json and the next one still runs.
 #
@@ -13,7 +15,7 @@
 #
 #   POT's wheel in .whl/ exactly as the top of scripts/gpu_train.sh says (1.46 MiB).
 #   .carry/: the state-NN.safetensors parts a previous call returned (absent: a fresh start
-#            from the config's initialisation), e.g. `mkdir .carry && cp /work/.device/.../state-*.safetensors .carry/`,
+#            from the bundled weights of the experiment, else random; SURGE_INIT_FROM), e.g. `mkdir .carry && cp /work/.device/.../state-*.safetensors .carry/`,
 #            repacked to a smaller profile where needed (below).
 #   B=$(.venv/bin/python scripts/device_budget.py --carry .whl .carry --left)   # what the tree, wheel and state leave
 #   .venv/bin/python scripts/pack_data.py ../shared/datasets/train/T91 ../shared/datasets/train/BSD200 \
@@ -72,6 +74,9 @@
 #   SURGE_PACK=.pack  SURGE_CARRY=.carry  SURGE_CONFIG=configs/gpu-real-psnr.toml (fresh starts only)
 #   SURGE_STEPS          train.steps (the schedule's length, total over sessions); default: the config's
 #   SURGE_PRECISION=auto SURGE_WORKERS=12 (0 in a dry run or with a small /dev/shm)
+#   SURGE_INIT_FROM=auto weights a fresh start (no carried state) begins from: auto = the bundled model of
+#                        the same experiment and generator (configs/gpu-real-psnr.toml: surge-x4-real-psnr),
+#                        none = random, or a .safetensors path
 #   SURGE_COMPILE=auto   train.compile of the training phase: 1, 0, or auto (compile when the throughput
 #                        phase's compiled row, timed for the training config, was >= 1.05x eager)
 #   SURGE_NAME           weights file name (default: the run's train.name)
@@ -369,6 +374,24 @@ run_throughput() {
     phase throughput "$status" $((SECONDS - t0))
 }
 
+# warm_start_choice: the weights a fresh start begins from, "PATH (why)" or "none (why)". auto (the
+# default): the bundled weights trained by the same experiment with the same generator
+# (python -m surge.training.warm_start), so a session without a carried state continues the shipped
+# model (a warm restart: its float16 weights, EMA restarted from them, no optimizer moments) instead
+# of starting over; none: random weights; a path: those weights.
+warm_start_choice() {
+    local want=${SURGE_INIT_FROM:-auto} path
+    case $want in
+        none) echo "none (SURGE_INIT_FROM=none)"; return ;;
+        auto) ;;
+        *) echo "$want (SURGE_INIT_FROM)"; return ;;
+    esac
+    if [[ $DRY == 1 ]]; then echo "none (a dry run's tiny generator matches no bundled model)"; return; fi
+    path=$("$PY" -m surge.training.warm_start "$CONFIG") || path=""
+    if [[ -n $path ]]; then echo "$path (the bundled weights of this experiment)"
+    else echo "none (no bundled weights of this experiment)"; fi
+}
+
 # compile_choice: "true (why)" or "false (why)". SURGE_COMPILE=1/0 decides; auto (the default) compiles
 # when this session's throughput phase timed the training config's compiled step at >= 1.05x the
 # eager one on the device pipeline (its compile then sits in inductor's cache on this machine).
@@ -431,6 +454,16 @@ run_training() {
         overrides+=(data.pipeline=device)
         echo "data.pipeline=device (this checkout has the option)"
     fi
+    INIT_CHOICE="resumed (the carried state)"
+    if ((!resumed)); then
+        INIT_CHOICE=$(warm_start_choice)
+        echo "train.init_from: $INIT_CHOICE"
+        local init=${INIT_CHOICE% (*}
+        if [[ $init != none ]]; then
+            [[ -f $init ]] || { training_failed failed "SURGE_INIT_FROM: $init: no such weights file"; return; }
+            overrides+=("train.init_from=\"$init\"")
+        fi
+    fi
     COMPILE_CHOICE=$(compile_choice)
     echo "train.compile: $COMPILE_CHOICE"
     overrides+=("train.compile=${COMPILE_CHOICE%% *}")  # explicit: a carried state's config may say otherwise
@@ -489,11 +522,11 @@ run_training() {
             --sets "${sets[@]}" --json "$WORK/eval.json" --device "$DEVICE" --quiet \
             || echo "device_session: warning: evaluation failed or was cut off" >&2
     fi
-    RC=$rc RESUMED=$resumed TRAIN_S=$train_s COMPILE_CHOICE=$COMPILE_CHOICE "$PY" - "$run" "$WORK/pack.json" "$WORK/eval.json" > "$WORK/training.json" <<'EOF'
+    RC=$rc RESUMED=$resumed TRAIN_S=$train_s COMPILE_CHOICE=$COMPILE_CHOICE INIT_CHOICE=$INIT_CHOICE "$PY" - "$run" "$WORK/pack.json" "$WORK/eval.json" > "$WORK/training.json" <<'EOF'
 import csv, json, os, sys
 run, pack, evaluation = sys.argv[1:4]
 out = {"exit": int(os.environ["RC"]), "resumed": os.environ["RESUMED"] == "1", "seconds": int(os.environ["TRAIN_S"]),
-       "compile": os.environ["COMPILE_CHOICE"]}
+       "compile": os.environ["COMPILE_CHOICE"], "init_from": os.environ["INIT_CHOICE"]}
 try:
     p = json.load(open(pack))
     lineage = p["lineage"]

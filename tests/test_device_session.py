@@ -84,6 +84,7 @@ def test_dry_run_then_a_second_call_continues_the_carried_state(setup):
     training = summary["training"]
     assert (training["start_step"], training["end_step"], training["steps"], training["total_steps"]) == (0, 4, 4, 4)
     assert training["state"]["profile"] == "exact" and training["resumed"] is False
+    assert training["init_from"] == "none (a dry run's tiny generator matches no bundled model)"
     # auto: a dry run's throughput phase times no compiled row, so the run stays eager, and says why
     assert training["compile"] == "false (no compiled row timed in this session)"
     assert "train.compile=false" in (out / "session.log").read_text()
@@ -108,7 +109,7 @@ def test_dry_run_then_a_second_call_continues_the_carried_state(setup):
     again = json.loads((out2 / "summary.json").read_text())
     assert again["tests"] == {"status": "skipped"} and again["phases"]["inference"]["status"] == "skipped"
     t2 = again["training"]
-    assert t2["resumed"] is True
+    assert t2["resumed"] is True and t2["init_from"] == "resumed (the carried state)"
     assert (t2["start_step"], t2["end_step"], t2["steps"], t2["total_steps"]) == (4, 8, 4, 8)
     assert [(e["session"], e["start_step"], e["end_step"], e["restored"]) for e in t2["lineage"]] == [
         (0, 0, 4, "none"), (1, 4, 8, "exact")]
@@ -116,6 +117,31 @@ def test_dry_run_then_a_second_call_continues_the_carried_state(setup):
     check_limits(out2)
     provenance = surge.load_model(out2 / "gpu-real-psnr.safetensors", device="cpu").provenance
     assert provenance["steps"] == 8 and [s["steps"] for s in provenance["sessions"]] == [4, 4]
+
+
+@pytest.mark.slow
+def test_a_fresh_start_begins_from_the_weights_surge_init_from_names(setup, tmp_path):
+    from surge.models.files import save_model
+    from surge.models.generator import SuRGeGenerator
+    from surge.training.config import ExperimentConfig, apply_overrides, read_config_data
+
+    data = read_config_data(REPO / "configs" / "gpu-real-psnr.toml")  # the dry run's generator
+    apply_overrides(data, ['generator.preset="surge-tiny"'])
+    start = save_model(SuRGeGenerator(ExperimentConfig.from_dict(data).generator), tmp_path / "start.safetensors",
+                       provenance={"experiment": "earlier", "steps": 7})
+    proc, out = run_session(setup, "warm", SURGE_SKIP="tests inference throughput", SURGE_INIT_FROM=str(start))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    training = json.loads((out / "summary.json").read_text())["training"]
+    assert training["init_from"] == f"{start} (SURGE_INIT_FROM)"
+    provenance = surge.load_model(out / "gpu-real-psnr.safetensors", device="cpu").provenance
+    assert [(e.get("experiment"), e.get("steps")) for e in provenance["lineage"]] == [("earlier", 7)]
+    assert provenance["steps"] == 4 and provenance["init_from"] == str(start)
+
+    proc, out = run_session(setup, "warm-missing", SURGE_SKIP="tests inference throughput",
+                            SURGE_INIT_FROM=str(tmp_path / "gone.safetensors"))
+    summary = json.loads((out / "summary.json").read_text())
+    assert proc.returncode == 1 and summary["phases"]["training"]["status"] == "failed"
+    assert summary["training"]["note"] == f"SURGE_INIT_FROM: {tmp_path / 'gone.safetensors'}: no such weights file"
 
 
 @pytest.mark.slow
