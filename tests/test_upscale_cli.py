@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -11,20 +12,14 @@ import torch
 from PIL import Image
 
 import surge
+from cli_helpers import save_noise, upscale
 from surge.cli.main import build_parser, main
 from surge.imaging.bicubic import imresize
 from surge.inference.image_io import quantise, read_frames, read_image
 
 
-def _save(path, h=6, w=8, seed=0, **save_args):
-    arr = (np.random.default_rng(seed).random((h, w, 3)) * 255).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path, **save_args)
-    return arr
-
-
-def _up(*args, model="bicubic"):
-    return main(["upscale", *map(str, args), "--model", str(model), "--device", "cpu", "--quiet"])
+_save = partial(save_noise, h=6, w=8)
+_up = upscale
 
 
 def _lines(err: str, kind: str) -> list[str]:

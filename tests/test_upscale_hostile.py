@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import zlib
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,21 +17,15 @@ import pytest
 from PIL import Image
 
 import surge
+from cli_helpers import save_noise, upscale
 from surge.cli.main import main
 
 SRC = Path(surge.__file__).resolve().parents[1]  # the sources under test, for child processes
 ENV = {**os.environ, "PYTHONPATH": str(SRC)}
 
 
-def _save(path: Path, h=12, w=16, seed=0, **save_args) -> np.ndarray:
-    arr = (np.random.default_rng(seed).random((h, w, 3)) * 255).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path, **save_args)
-    return arr
-
-
-def _up(*args, model="bicubic"):
-    return main(["upscale", *map(str, args), "--model", str(model), "--device", "cpu", "--quiet"])
+_save = partial(save_noise, h=12, w=16)
+_up = upscale
 
 
 def _cmd(*args) -> list[str]:

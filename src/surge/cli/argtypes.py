@@ -62,3 +62,21 @@ def memory_size(text: str) -> int | str:
         return parse_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_limit_arguments(p: argparse.ArgumentParser, max_pixels: int, memory_available: str) -> None:
+    """The three per-file bounds of :mod:`surge.inference.limits`, checked from the header before
+    decoding: input pixels (default ``max_pixels``), output pixels, estimated peak memory (default 3/4
+    of the RAM available ``memory_available``, e.g. "at start")."""
+    from surge.inference.limits import BYTES_PER_INPUT_PIXEL_X4, DEFAULT_MAX_OUTPUT_PIXELS
+
+    p.add_argument("--max-pixels", default=max_pixels, type=positive, metavar="N",
+                   help="refuse inputs with more pixels, all frames together, checked from the header before "
+                        "decoding (default: %(default)s)")
+    p.add_argument("--max-output-pixels", default=DEFAULT_MAX_OUTPUT_PIXELS, type=positive, metavar="N",
+                   help="refuse inputs whose output would have more pixels (default: %(default)s, above which "
+                        "Pillow refuses to open an image)")
+    p.add_argument("--max-memory", default="auto", type=memory_size, metavar="SIZE|auto",
+                   help="refuse inputs whose estimated peak memory is larger, e.g. 4G (default: auto = 3/4 of the "
+                        f"RAM available {memory_available}; about {1e9 / BYTES_PER_INPUT_PIXEL_X4 / 1e6:.0f} MP of "
+                        "8-bit input per GB at x4, plus the tiles' working set)")

@@ -11,13 +11,12 @@ import argparse
 import os
 import sys
 
-from surge.cli.argtypes import memory_size, positive, positive_number, tile_size
+from surge.cli.argtypes import add_limit_arguments, positive, positive_number, tile_size
 from surge.errors import SurgeError
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     from surge import PRECISIONS
-    from surge.inference.limits import DEFAULT_MAX_OUTPUT_PIXELS
     from surge.serve.settings import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB
 
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
@@ -30,14 +29,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="auto", choices=PRECISIONS)
     p.add_argument("--tile", default="auto", type=tile_size, metavar="N|auto|0",
                    help="LR tile size; progress is reported per tile (default: auto, from free memory)")
-    p.add_argument("--max-pixels", default=DEFAULT_MAX_PIXELS, type=positive, metavar="N",
-                   help="refuse inputs with more pixels, checked from the header before decoding (default: %(default)s)")
-    p.add_argument("--max-output-pixels", default=DEFAULT_MAX_OUTPUT_PIXELS, type=positive, metavar="N",
-                   help="refuse inputs whose output would have more pixels (default: %(default)s, above which Pillow "
-                        "refuses to open an image)")
-    p.add_argument("--max-memory", default="auto", type=memory_size, metavar="SIZE|auto",
-                   help="refuse inputs whose estimated peak memory is larger, e.g. 4G (default: auto = 3/4 of the RAM "
-                        "available when each upload arrives)")
+    add_limit_arguments(p, DEFAULT_MAX_PIXELS, memory_available="when each upload arrives")
     p.add_argument("--max-upload-mb", default=DEFAULT_MAX_UPLOAD_MB, type=positive_number, metavar="MB",
                    help="refuse larger uploads (default: %(default)s)")
     p.add_argument("--token", default=None,

@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from surge import BACKENDS, PRECISIONS
 from surge.atomic import sweep_stale_temps
-from surge.cli.argtypes import memory_size, non_negative, positive, positive_number, quality, tile_size
+from surge.cli.argtypes import add_limit_arguments, non_negative, positive, positive_number, quality, tile_size
 from surge.cli.messages import emit, error, warn
 from surge.cli.untrained import add_allow_untrained
 from surge.errors import SurgeError
@@ -53,7 +53,6 @@ from surge.inference.image_io import (
     ImageMeta,
     check_writable_dir,
 )
-from surge.inference.limits import BYTES_PER_INPUT_PIXEL_X4, DEFAULT_MAX_OUTPUT_PIXELS
 from surge.inference.planning import check_suffix
 from surge.inference.tiling import MIN_TILE
 from surge.inference.pipeline import (
@@ -92,15 +91,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="auto", choices=PRECISIONS)
     p.add_argument("--device", default="auto", metavar="auto|cpu|cuda[:N]")
     p.add_argument("--backend", default=None, choices=BACKENDS, help="default: onnxruntime for an .onnx --model, else torch")
-    p.add_argument("--max-pixels", default=DEFAULT_MAX_PIXELS, type=positive, metavar="N",
-                   help="refuse inputs with more pixels, all frames together (default: %(default)s)")
-    p.add_argument("--max-output-pixels", default=DEFAULT_MAX_OUTPUT_PIXELS, type=positive, metavar="N",
-                   help="refuse files whose output would have more pixels (default: %(default)s, above which Pillow "
-                        "refuses to open an image)")
-    p.add_argument("--max-memory", default="auto", type=memory_size, metavar="SIZE|auto",
-                   help="refuse files whose estimated peak memory is larger, e.g. 4G (default: auto = 3/4 of the RAM "
-                        f"available at start; about {1e9 / BYTES_PER_INPUT_PIXEL_X4 / 1e6:.0f} MP of 8-bit input per GB at x4, "
-                        "plus the tiles' working set)")
+    add_limit_arguments(p, DEFAULT_MAX_PIXELS, memory_available="at start")
     p.add_argument("--batch-size", default=1, type=positive, metavar="N", help="tiles per forward pass (default: %(default)s)")
     p.add_argument("--io-threads", default=None, type=non_negative, metavar="N",
                    help="threads that write outputs (and one that reads the next input) while the model computes; "
