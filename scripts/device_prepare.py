@@ -25,6 +25,7 @@ import argparse
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,10 +79,16 @@ def ensure_state(repo: Path, state: Path | None, state_mib: float) -> list[str]:
         return []
     if not state.is_dir() or not any(state.glob("state-*.safetensors")):
         raise StepFailed(f"{state}: not a folder holding a travel state (state-NN.safetensors)")
-    if carry.exists():
-        shutil.rmtree(carry)
-    run([sys.executable, "-m", "surge.training.travel", "repack", state, carry, "--budget-mib", state_mib],
-        "state")
+    # Repacked beside .carry/ and swapped in only when whole: a failed repack leaves the earlier one.
+    staging = Path(tempfile.mkdtemp(prefix=".carry.", dir=repo))
+    try:
+        run([sys.executable, "-m", "surge.training.travel", "repack", state, staging / "state", "--budget-mib",
+             state_mib], "state")
+        if carry.exists():
+            shutil.rmtree(carry)
+        (staging / "state").rename(carry)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return [".carry"]
 
 

@@ -137,3 +137,16 @@ def test_a_returned_state_is_repacked_into_carry_within_its_budget(tree, tmp_pat
     assert info["profile"] == "lean" and state["step"] == 2
     assert sum(p.stat().st_size for p in (tree / ".carry").iterdir()) <= budget * MIB
     assert 'carry:     [".pack", ".whl", ".carry"]' in done.stdout
+
+
+def test_a_state_that_cannot_be_repacked_leaves_the_earlier_carry_as_it_was(tree):
+    _wheel(tree)
+    (tree / ".carry").mkdir()
+    (tree / ".carry" / "state-00.safetensors").write_bytes(b"earlier")
+    broken = tree.parent / "returned"
+    broken.mkdir()
+    (broken / "state-00.safetensors").write_bytes(b"not a safetensors file")
+    done = _prepare(tree, "--state", broken)
+    assert done.returncode == 2 and "device_prepare: error: state failed" in done.stderr
+    assert (tree / ".carry" / "state-00.safetensors").read_bytes() == b"earlier"
+    assert sorted(p.name for p in tree.iterdir() if p.name.startswith(".carry")) == [".carry"]  # no staging left
