@@ -361,7 +361,7 @@ def render(result: dict) -> str:
         if compiled and "error" not in compiled:
             gain = compiled["step_per_s"] / row["pipelines"]["device"]["step_per_s"]
             lines.append(f"| {Path(row['config']).name} ({kind}) | | compiled / eager (device) | | {gain:.2f}x | | | | | | |")
-    lines.append(f"\nFLOPs per step (fwd+bwd+optimiser, torch.utils.flop_counter): "
+    lines.append("\nFLOPs per step (fwd+bwd+optimiser, torch.utils.flop_counter): "
                  + ", ".join(f"{Path(r['config']).name} {r['flops_per_step'] / 1e12:.3f} TFLOP" for r in result["rows"])
                  + f"; peak columns use the {dtype} peaks.")
     return "\n".join(lines)

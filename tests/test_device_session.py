@@ -123,11 +123,12 @@ def test_dry_run_then_a_second_call_continues_the_carried_state(setup):
 def test_a_fresh_start_begins_from_the_weights_surge_init_from_names(setup, tmp_path):
     from surge.models.files import save_model
     from surge.models.generator import SuRGeGenerator
-    from surge.training.config import ExperimentConfig, apply_overrides, read_config_data
+    from surge.training.config import load_config
 
-    data = read_config_data(REPO / "configs" / "gpu-real-psnr.toml")  # the dry run's generator
-    apply_overrides(data, ['generator.preset="surge-tiny"'])
-    start = save_model(SuRGeGenerator(ExperimentConfig.from_dict(data).generator), tmp_path / "start.safetensors",
+    # the dry run's generator
+    generator = load_config(REPO / "configs" / "gpu-real-psnr.toml", ['generator.preset="surge-tiny"'],
+                            runnable_here=False).generator
+    start = save_model(SuRGeGenerator(generator), tmp_path / "start.safetensors",
                        provenance={"experiment": "earlier", "steps": 7})
     proc, out = run_session(setup, "warm", SURGE_SKIP="tests inference throughput", SURGE_INIT_FROM=str(start))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

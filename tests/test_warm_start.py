@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from surge.models.registry import bundled_path
-from surge.training.config import ExperimentConfig, apply_overrides, read_config_data
+from surge.training.config import load_config
 from surge.training.warm_start import bundled_start
 
 from script_loader import REPO
@@ -15,9 +15,7 @@ GPU_REAL = REPO / "configs" / "gpu-real-psnr.toml"
 
 
 def _config(path, *overrides):
-    data = read_config_data(path)
-    apply_overrides(data, list(overrides), str(path))
-    return ExperimentConfig.from_dict(data, source=str(path))
+    return load_config(path, overrides, runnable_here=False)
 
 
 @pytest.fixture(autouse=True)

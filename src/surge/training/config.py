@@ -199,12 +199,16 @@ def _section_class(name: str):
     }[name]
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+                runnable_here: bool = True) -> ExperimentConfig:
+    """The experiment at ``path`` with ``overrides``; ``runnable_here=False`` for reading a config
+    that will run elsewhere (e.g. a CUDA config examined on a CPU machine)."""
     path = Path(path)
     data = read_config_data(path)
     apply_overrides(data, overrides, str(path))
     cfg = ExperimentConfig.from_dict(data, source=str(path))
-    check_runnable_here(cfg, str(path))
+    if runnable_here:
+        check_runnable_here(cfg, str(path))
     return cfg
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from surge.errors import SurgeError
 from surge.models.files import read_provenance
 from surge.models.registry import BUNDLED, bundled_path
-from surge.training.config import ExperimentConfig, apply_overrides, read_config_data
+from surge.training.config import ExperimentConfig, load_config
 
 
 def _plain(value):
@@ -53,9 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="section.key=value overrides, as `surge train` takes them")
     args = p.parse_args(argv)
     try:
-        data = read_config_data(args.config)
-        apply_overrides(data, args.overrides, args.config)
-        path = bundled_start(ExperimentConfig.from_dict(data, source=args.config))
+        path = bundled_start(load_config(args.config, args.overrides, runnable_here=False))
     except SurgeError as exc:
         print(f"surge: error: {exc}", file=sys.stderr)
         return 2
