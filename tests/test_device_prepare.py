@@ -46,6 +46,12 @@ def _wheel(repo, size=100_000):
     (repo / ".whl" / WHEEL).write_bytes(b"w" * size)
 
 
+def _earlier_carry(repo):
+    """A .carry/ an earlier prepare left (its content a marker: nothing here reads it as a state)."""
+    (repo / ".carry").mkdir()
+    (repo / ".carry" / "state-00.safetensors").write_bytes(b"earlier")
+
+
 def _prepare(repo, *args):
     train = [repo.parent / "train" / "A", repo.parent / "train" / "B"]
     cmd = [sys.executable, str(SCRIPT), "--repo", str(repo), "--no-download", "--jobs", "1",
@@ -98,8 +104,7 @@ def test_no_room_for_data_is_refused_before_packing(tree):
 
 def test_a_state_folder_without_a_travel_state_is_refused_and_a_stale_carry_is_kept(tree):
     _wheel(tree)
-    (tree / ".carry").mkdir()
-    (tree / ".carry" / "state-00.safetensors").write_bytes(b"earlier")
+    _earlier_carry(tree)
     empty = tree.parent / "returned"
     empty.mkdir()
     done = _prepare(tree, "--state", empty)
@@ -110,8 +115,7 @@ def test_a_state_folder_without_a_travel_state_is_refused_and_a_stale_carry_is_k
 
 def test_a_fresh_start_removes_an_earlier_carried_state(tree):
     _wheel(tree)
-    (tree / ".carry").mkdir()
-    (tree / ".carry" / "state-00.safetensors").write_bytes(b"earlier")
+    _earlier_carry(tree)
     done = _prepare(tree)
     assert done.returncode == 0, done.stdout + done.stderr
     assert not (tree / ".carry").exists()
@@ -141,8 +145,7 @@ def test_a_returned_state_is_repacked_into_carry_within_its_budget(tree, tmp_pat
 
 def test_a_state_that_cannot_be_repacked_leaves_the_earlier_carry_as_it_was(tree):
     _wheel(tree)
-    (tree / ".carry").mkdir()
-    (tree / ".carry" / "state-00.safetensors").write_bytes(b"earlier")
+    _earlier_carry(tree)
     broken = tree.parent / "returned"
     broken.mkdir()
     (broken / "state-00.safetensors").write_bytes(b"not a safetensors file")
