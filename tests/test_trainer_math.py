@@ -233,11 +233,13 @@ def test_grad_clip_bounds_the_generator_gradient_norm(tmp_path):
         torch.testing.assert_close(p.detach(), expected, rtol=0, atol=1e-7)
 
 
-def test_ema_uses_the_warmup_decay_and_matches_parameters_by_name(tmp_path):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_ema_uses_the_warmup_decay_and_matches_parameters_by_name(tmp_path, device):
+    # On CUDA the update is one multi-tensor kernel (torch._foreach_lerp_): the same values.
     cfg = make_cfg(tmp_path, optim={"ema_decay": 0.5})
-    trainer = Trainer(cfg, tmp_path / "run")
+    trainer = Trainer(cfg, tmp_path / "run", DistContext(device=torch.device(device)))
     ema = {n: p.detach().clone() for n, p in trainer.ema.named_parameters()}
-    lr, hr = batch()
+    lr, hr = (t.to(device) for t in batch())
     for t, decay in enumerate([0.1, 2 / 11, 3 / 12]):  # min(0.5, (1 + t) / (10 + t))
         step(trainer, lr, hr)
         params = dict(trainer.g_module.named_parameters())

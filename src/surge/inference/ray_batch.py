@@ -9,7 +9,10 @@ one row per input to ``OUT/surge-manifest.jsonl`` as they arrive (flushed per ro
 Failure model:
 - A file that cannot be read or upscaled is a ``failed`` row with its one-line error; the run goes on.
 - An actor that dies (crash, OOM kill, lost node) is restarted by Ray and its file retried, up to
-  ``RETRIES`` times; an input that kills its actor every time becomes a ``failed`` row.
+  ``RETRIES`` times; an input that kills its actor every time becomes a ``failed`` row. The count
+  is kept by a small ledger actor of the run (attempts that began and never ended), not by Ray's
+  ``max_task_retries``: Ray Data only takes that as a ``ray_remote_args`` keyword, deprecated in
+  Ray 2.60 and removed in 2.64, so the pool runs with Ray Data's own unbounded retries.
 - Outputs are published atomically (a temp name, then a rename / move), so a killed run leaves
   no half-written output; a rerun skips outputs that exist (without ``overwrite``) and does the rest.
 - The manifest holds one row per input: it is rewritten atomically (latest row per input) when a
@@ -33,7 +36,6 @@ import shutil
 import tempfile
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -297,7 +299,43 @@ def _row(result: FileResult, source: str, target: str, seconds: float) -> dict:
             "error": result.error, "seconds": round(seconds, 4), "warnings": list(result.warnings or [])}
 
 
-def _actor_class(options: UpscaleOptions, filesystem, make_upscaler: Callable):
+def _died_message(source: str, deaths: int) -> str:
+    return f"{source}: its worker died {deaths} times (crash, out of memory or lost node); not retried further"
+
+
+class _Ledger:
+    """Attempts per input that began and never ended, i.e. how often a file's actor died on it.
+
+    A handle to one Ray actor of the run; every UDF call waits for its answer, so an attempt
+    that ended is never counted as a death (a fire-and-forget message could die with its actor).
+    A finished file that is redone (its block retried after a later file killed the actor)
+    ends again and is not counted.
+    """
+
+    def __init__(self, ray):
+        @ray.remote(num_cpus=0)
+        class Open:
+            def __init__(self):
+                self.open: dict[str, int] = {}
+
+            def begin(self, key: str) -> int:
+                before = self.open.get(key, 0)
+                self.open[key] = before + 1
+                return before
+
+            def end(self, key: str) -> None:
+                self.open[key] -= 1
+
+        self._actor = Open.remote()  # the handle travels to the pool's actors with the UDF class
+
+    def begin(self, key: str) -> int:
+        return import_ray().get(self._actor.begin.remote(key))
+
+    def end(self, key: str) -> None:
+        import_ray().get(self._actor.end.remote(key))
+
+
+def _actor_class(options: UpscaleOptions, filesystem, make_upscaler: Callable, ledger: _Ledger):
     """The Ray Data UDF class, its settings in the closure (pickled with the class) rather than
     in constructor arguments; each actor builds its own upscaler and loads its models once."""
 
@@ -314,6 +352,15 @@ def _actor_class(options: UpscaleOptions, filesystem, make_upscaler: Callable):
 
         def one(self, source: str, target: str) -> dict:
             start = time.perf_counter()
+            deaths = ledger.begin(source)
+            if deaths > RETRIES:
+                return _row(FileResult(Path(source), Path(target), None, "failed", _died_message(source, deaths)),
+                            source, target, 0.0)
+            row = self._one(source, target, start)
+            ledger.end(source)
+            return row
+
+        def _one(self, source: str, target: str, start: float) -> dict:
             src_fs, src_path = self.where.resolve(source)
             dst_fs, dst_path = self.where.resolve(target)
             if src_fs is None and dst_fs is None:
@@ -463,23 +510,19 @@ def _run_pool(ray, todo, options, actors, filesystem, make_upscaler, manifest: M
     context.enable_progress_bars = not quiet
     # Ray Data logs each execution's plan at INFO on stderr; the manifest and our lines say what happened.
     logging.getLogger("ray.data").setLevel(logging.ERROR if quiet else logging.WARNING)
-    context.max_errored_blocks = -1  # an input that killed its actor RETRIES+1 times: a failed row, not a failed run
+    context.max_errored_blocks = -1  # a block Ray gives up on: failed rows, not a failed run
     count, resources = _actor_resources(ray, options, actors)
     items = [{"input": s, "output": t} for s, t in todo]
     # One file per block up to MAX_BLOCKS files: a retry then redoes one file, and each row comes
     # back as soon as its file is done (a block's rows return together).
     dataset = ray.data.from_items(items, override_num_blocks=min(len(items), MAX_BLOCKS))
-    with warnings.catch_warnings():
-        # max_restarts/max_task_retries are only settable as ray_remote_args in Ray 2.60 (deprecated there).
-        warnings.simplefilter("ignore", DeprecationWarning)
-        dataset = dataset.map_batches(
-            _actor_class(options, filesystem, make_upscaler),
-            batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=count, max_tasks_in_flight_per_actor=1),
-            max_restarts=-1,
-            max_task_retries=RETRIES,
-            **resources,
-        )
+    # Ray Data restarts dead actors and retries their tasks without end; _Ledger bounds the retries per file.
+    dataset = dataset.map_batches(
+        _actor_class(options, filesystem, make_upscaler, _Ledger(ray)),
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=count, max_tasks_in_flight_per_actor=1),
+        **resources,
+    )
     done = skipped = failed = 0
     seen: set[str] = set()
     for row in _rows(dataset):
@@ -491,9 +534,9 @@ def _run_pool(ray, todo, options, actors, filesystem, make_upscaler, manifest: M
         failed += row["status"] == "failed"
         _report(row, manifest, on_row)
     for source, target in todo:
-        if source not in seen:  # dropped after RETRIES restarts of its actor
+        if source not in seen:  # its block was given up by Ray (an error outside the per-file pipeline)
             row = {"input": source, "output": target, "model": None, "status": "failed",
-                   "error": f"{source}: its worker died {RETRIES + 1} times (crash or out of memory); not retried further",
+                   "error": f"{source}: its worker failed outside the upscaling (see Ray's log); no result",
                    "seconds": 0.0, "warnings": []}
             failed += 1
             _report(row, manifest, on_row)

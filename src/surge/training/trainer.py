@@ -381,8 +381,10 @@ class Trainer:
         # untrained initial weights, so the effective decay grows from ~0.1 to ema_decay.
         d = min(self.cfg.optim.ema_decay, (1 + self.step) / (10 + self.step))
         params, buffers = dict(self.g_module.named_parameters()), dict(self.g_module.named_buffers())
-        for name, e in self.ema.named_parameters():  # by name: never a silent positional mismatch
-            e.lerp_(params[name].detach(), 1 - d)
+        ema = list(self.ema.named_parameters())  # by name: never a silent positional mismatch
+        # One multi-tensor kernel on CUDA instead of a launch per tensor (~140 for the paper-size
+        # generator); on CPU it is the same per-tensor lerp, bit for bit.
+        torch._foreach_lerp_([e for _, e in ema], [params[name].detach() for name, _ in ema], 1 - d)
         for name, e in self.ema.named_buffers():
             e.copy_(buffers[name])
 
