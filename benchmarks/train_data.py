@@ -348,7 +348,8 @@ def render(result: dict) -> str:
                 continue
             b = p["busy_share"] if cuda else p["cpu_per_wall"]
             ratio = f"{p['step_per_s'] / loader:.2f}" if name != "loader" else ""
-            label = f"{name} ({row['workers']} workers)" if name == "loader" else name
+            # device pipelines: the workers only draw the plans (surge.data.device_pairs)
+            label = f"{name} ({row['workers']} {'workers' if name == 'loader' else 'plan workers'})"
             nvml = p.get("nvml_utilization")
             shown = f"{100 * b:.0f}% / {'n/a' if nvml is None else f'{100 * nvml:.0f}%'}" if cuda else f"{b:.2f}"
             lines.append(

@@ -18,7 +18,9 @@ for the duration of the benchmark (no step logic is re-implemented here):
   the columns add up to the step;
 * ``optim``: both Adam steps; ``other``: the rest of ``train_step`` (zero_grad, combination,
   finiteness check, schedulers, EMA);
-* ``total``: the whole ``train_step`` wall time.
+* ``total``: the whole ``train_step`` wall time;
+* ``aten ops``: operators one more (untimed) step dispatches, views included (on a GPU, about
+  the kernel launches: host work that small kernels cannot hide).
 
 Each phase boundary reads ``time.perf_counter()`` after ``torch.cuda.synchronize()`` on CUDA (on
 CPU the work is synchronous). After ``--warmup`` untimed steps, ``--repeats`` timed steps are run;
@@ -216,18 +218,37 @@ def measure(config_path: Path, precision: str, args) -> dict:
     # Process CPU time over wall time of the timed steps (replays included): about the thread
     # count when the cores were ours alone, lower when other processes took them.
     cpu_use = (time.process_time() - cpu0) / (clock.now() - wall0)
+    ops = count_aten_ops(lambda: trainer.train_step(lr, hr))  # one more, untimed step
     if args.stat == "best":  # the fastest step, whole: its phases add up to its total
         best = min(samples, key=lambda s: s["total"])
         result = {k: best.get(k, 0.0) for k in (*PHASES, "total")}
     else:
         result = {k: statistics.median(s.get(k, 0.0) for s in samples) for k in (*PHASES, "total")}
     result["cpu_use"] = cpu_use
+    result["aten_ops"] = ops
     result.update(config=config_path.name, precision=precision, batch=cfg.data.batch_size, hr_size=cfg.data.hr_size,
                   generator_params=sum(p.numel() for p in trainer.g_module.parameters()),
                   critic_params=sum(p.numel() for p in trainer.d_module.parameters()) if trainer.d_module else 0,
                   repeats=len(samples))
     result["divergence_share"] = 100 * (result["js"] + result["gw"]) / result["total"]
     return result
+
+
+def count_aten_ops(fn) -> int:
+    """The aten operators ``fn`` dispatches (views included): on a GPU each non-view one is a kernel
+    launch, so the count is the host's share of a step that arithmetic cannot hide when it is small."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return Count.calls
 
 
 def format_table(rows: list[dict], args) -> str:
@@ -240,13 +261,13 @@ def format_table(rows: list[dict], args) -> str:
         f"after {args.warmup} warm-up; seconds",
         "",
         "| config | precision | batch x HR | " + " | ".join(HEADERS[p] for p in PHASES)
-        + " | total | divergence share | CPU use |",
-        "|---|---|---|" + "---|" * (len(PHASES) + 3),
+        + " | total | divergence share | CPU use | aten ops |",
+        "|---|---|---|" + "---|" * (len(PHASES) + 4),
     ]
     for r in rows:
         cells = " | ".join(f"{r[p]:.4f}" for p in PHASES)
         lines.append(f"| {r['config']} | {r['precision']} | {r['batch']} x {r['hr_size']} | {cells} | "
-                     f"{r['total']:.4f} | {r['divergence_share']:.1f}% | {100 * r['cpu_use']:.0f}% |")
+                     f"{r['total']:.4f} | {r['divergence_share']:.1f}% | {100 * r['cpu_use']:.0f}% | {r['aten_ops']} |")
     return "\n".join(lines)
 
 

@@ -362,6 +362,18 @@ run_throughput() {
         args=(--configs "$CONFIG" "$CONFIG:bicubic" --seconds 40 --rounds 2 --warmup 10 --workers "$WORKERS"
               --compile first)
     fi
+    # First the host time one batch costs the thread that makes it (plan in numpy, then the device
+    # work queued): with the training thread's own, it bounds the step rate (benchmarks/device_batches.py).
+    if [[ -f benchmarks/device_batches.py ]]; then
+        local host=(--configs "$CONFIG" "$CONFIG:bicubic")
+        [[ $DRY == 1 ]] && host+=(--batch 2 --small 16 --batches 1 --repeats 1 --threads 1)
+        say "data host time: benchmarks/device_batches.py --device $DEVICE ${host[*]}"
+        if timeout -k 5 60 "$PY" benchmarks/device_batches.py --device "$DEVICE" "${host[@]}" --json "$WORK/host.json"; then
+            summary data_host "$WORK/host.json"
+        else
+            summary_json data_host '{"status": "failed"}'
+        fi
+    fi
     say "throughput: benchmarks/train_data.py --device $DEVICE ${args[*]} (timeout ${THROUGHPUT_TIMEOUT}s)"
     timeout -k 5 "$THROUGHPUT_TIMEOUT" "$PY" benchmarks/train_data.py --device "$DEVICE" "${args[@]}" \
         --train-dirs "${dirs[@]%/}" --json "$WORK/throughput.json" || rc=$?

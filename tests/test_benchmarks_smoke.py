@@ -52,6 +52,7 @@ def test_train_step_benchmark_runs(tmp_path):
         assert all(r[p] > 0 for p in phases if p != "other"), r
         assert abs(sum(r[p] for p in phases) - r["total"]) < 1e-9 * max(1.0, r["total"]) + 1e-12
         assert 0 < r["divergence_share"] < 100
+        assert r["aten_ops"] > 100  # a GAN step of even the tiny networks dispatches hundreds
     table = proc.stdout.splitlines()
     assert any(line.startswith("| tiny-gan.toml | fp32 | 3 x 32 |") for line in table)
     assert "divergence share" in proc.stdout
@@ -101,6 +102,21 @@ def test_train_data_benchmark_runs(tmp_path):
         assert all(p["steps"] >= 1 and p["step_per_s"] > 0 and p["warmup_s"] > 0 for p in r["pipelines"].values())
     assert "ratio to loader" in proc.stdout
     assert ("compiled / eager (device)" in proc.stdout) == bool(COMPILER)
+
+
+def test_device_batches_benchmark_runs(tmp_path):
+    out = tmp_path / "rows.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "device_batches.py"), "--configs", "configs/gpu-real-psnr.toml",
+         "configs/gpu-real-psnr.toml:bicubic", "--batch", "2", "--small", "16", "--batches", "1", "--repeats", "1",
+         "--threads", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["degradation"], r["hr_size"]) for r in rows] == [(True, 128), (True, 16), (False, 128), (False, 16)]
+    assert all(r["plan_s"] > 0 and r["make_s"] > 0 and r["plan_make_s"] > 0 for r in rows)
+    assert "| plan (numpy) | make (device work) |" in proc.stdout
 
 
 @pytest.mark.slow

@@ -86,10 +86,63 @@ def test_prefetching_gives_the_same_batches_and_stops_cleanly():
     assert not any(t.name == "surge-device-batches" and t.is_alive() for t in __import__("threading").enumerate())
 
 
-def test_a_failing_batch_raises_in_the_training_loop():
-    dev = DeviceBatches(images(), 32, seed=2)
+def test_a_failing_batch_raises_in_the_training_loop(monkeypatch):
     with pytest.raises(DatasetError, match="not divisible"):
-        list(dev.steps(0, 3, 5, prefetch=1) if dev.world_size == 2 else DeviceBatches(images(), 32, world_size=2).steps(0, 3, 5))
+        list(DeviceBatches(images(), 32, world_size=2).steps(0, 3, 5))
+    dev = DeviceBatches(images(), 32, seed=2)
+    made = dev.make
+
+    def fails_at_step_2(plan):
+        if plan.step == 2:
+            raise DatasetError("made up failure at step 2")
+        return made(plan)
+
+    monkeypatch.setattr(dev, "make", fails_at_step_2)
+    for workers in (0, 2):
+        got = []
+        with pytest.raises(DatasetError, match="step 2"):
+            for batch in dev.steps(0, 5, 4, prefetch=1, workers=workers):
+                got.append(batch)
+        assert len(got) == 2
+
+
+def test_a_plan_failing_in_a_worker_process_raises_in_the_training_loop(monkeypatch):
+    from surge.data.device_pairs import BatchPlanner
+
+    planned = BatchPlanner.plan
+
+    def fails_at_step_1(self, step, global_batch):
+        if step == 1:
+            raise DatasetError("made up failure while planning step 1")
+        return planned(self, step, global_batch)
+
+    monkeypatch.setattr(BatchPlanner, "plan", fails_at_step_1)  # before the workers fork: they inherit it
+    with pytest.raises(Exception, match="planning step 1"):
+        list(DeviceBatches(images(), 32, seed=2).steps(0, 4, 4, workers=2))
+
+
+@pytest.mark.parametrize("degraded", [False, True])
+def test_plans_drawn_by_worker_processes_give_the_same_batches(degraded):
+    # The plan (numpy draws) may come from other processes; the pixels must not notice.
+    cfg = load_config(REPO_CONFIGS / "gpu-real-psnr.toml").data.degradation if degraded else None
+    dev = DeviceBatches(images(), 32, seed=6, degradation=cfg)
+    here = list(dev.steps(4, 11, 4, prefetch=0))
+    for prefetch in (0, 1):
+        there = list(dev.steps(4, 11, 4, prefetch=prefetch, workers=2))
+        assert len(there) == len(here) == 7
+        assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(here, there))
+    assert all(torch.equal(a, b) for a, b in zip(dev.batch(9, 4), here[5]))
+
+
+def test_a_plan_holds_every_random_choice_and_pickles():
+    import pickle
+
+    cfg = load_config(REPO_CONFIGS / "gpu-real-psnr.toml").data.degradation
+    dev = DeviceBatches(images(), 32, seed=6, degradation=cfg)
+    plan = pickle.loads(pickle.dumps(dev.plan(3, 8)))
+    lr, hr = dev.make(plan)
+    assert all(torch.equal(a, b) for a, b in zip((lr, hr), dev.batch(3, 8)))
+    assert plan.degradation is not None and len(plan.degradation.clean) == len(plan.images) == 8
 
 
 def test_ranks_take_their_slice_of_the_global_batch():
@@ -219,16 +272,17 @@ def test_trainer_with_the_device_pipeline_resumes_exactly(tmp_path, degraded, de
     hr = _train_dir(tmp_path)
     overrides = [f"train.device={device}"] + (["data.degradation.clean_prob=0.25"] if degraded else [])
 
-    def cfg(steps):
-        return load_config(_config(tmp_path, hr, steps), overrides)
+    def cfg(steps, workers=0):
+        return load_config(_config(tmp_path, hr, steps), [*overrides, f"data.workers={workers}"])
 
     def ctx():
         return init_distributed(device)
 
     whole = Trainer(cfg(5), tmp_path / "whole", ctx()).run()
     assert whole.step == 5
-    Trainer(cfg(2), tmp_path / "split", ctx()).run()
-    Trainer(cfg(5), tmp_path / "split", ctx(), resume=True).run()
+    # The split run's plans come from a worker process: the same batches, so the same losses.
+    Trainer(cfg(2, workers=1), tmp_path / "split", ctx()).run()
+    Trainer(cfg(5, workers=1), tmp_path / "split", ctx(), resume=True).run()
     assert _losses(tmp_path / "split") == _losses(tmp_path / "whole")
     assert len(_losses(tmp_path / "whole")) == 5
 

@@ -80,6 +80,9 @@ def test_dry_run_then_a_second_call_continues_the_carried_state(setup):
         rows = summary["throughput"]["rows"]
         assert [r["degradation"] for r in rows] == [True, False]
         assert all(set(r["pipelines"]) == {"loader", "device"} for r in rows)
+        host = summary["data_host"]["rows"]  # the making thread's host time per batch, plan and device work
+        assert [r["degradation"] for r in host] == [True, True, False, False]
+        assert all(r["plan_make_s"] > 0 for r in host)
     assert summary["pack"]["train_images"] == 4 and summary["pack"]["left_out"] == []  # from manifest.json
     training = summary["training"]
     assert (training["start_step"], training["end_step"], training["steps"], training["total_steps"]) == (0, 4, 4, 4)

@@ -17,6 +17,11 @@ Determinism: batch ``step`` is a pure function of (seed, step) (and the rank's s
 
 Same device and dtype give identical batches for the same (seed, step); CPU and CUDA give the same
 HR and the same degradation parameters, but different noise samples and float rounding.
+
+Each batch is a :class:`BatchPlan` (every numpy draw: image, crop, flip/rotation, blur kernels,
+resize modes, noise levels, JPEG qualities; numpy only) made into pixels by :meth:`DeviceBatches.make`.
+Plans can be drawn by worker processes (``steps(..., workers=N)``), so the thread that launches
+the device work spends no time in numpy or in the interpreter lock for them.
 """
 
 from __future__ import annotations
@@ -25,17 +30,83 @@ import contextlib
 import queue
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from surge.data.degradations import DegradationConfig
 from surge.data.pairs import _augment, _draw_augmentation
-from surge.data.torch_degradations import BatchDegrader, MatlabBicubic, noise_generator, to_levels, upload
+from surge.data.torch_degradations import (
+    BatchDegrader, DegradationPlan, MatlabBicubic, noise_generator, plan_degradation, to_levels, upload,
+)
 from surge.errors import DatasetError
 
 DEVICE_DEGRADATION_STREAM = 5
 DEVICE_NOISE_STREAM = 6
+
+
+@dataclass
+class BatchPlan:
+    """What batch ``step`` will be, without its pixels: numpy only, so a worker process can draw it."""
+
+    step: int
+    images: np.ndarray  # index into the training images, per sample
+    tops: np.ndarray
+    lefts: np.ndarray
+    ops: np.ndarray  # 8*hflip + 4*vflip + quarter turns, per sample
+    degradation: DegradationPlan | None  # None: bicubic LR
+    noise_seed: int
+
+
+@dataclass
+class BatchPlanner:
+    """Draws :class:`BatchPlan` s: every random choice of a batch, a pure function of (seed, step, rank).
+
+    Holds only the images' sizes and the recipe, so it pickles cheaply into worker processes.
+    """
+
+    shapes: list[tuple[int, int]]
+    hr_size: int
+    seed: int = 0
+    augment: bool = True
+    degradation: DegradationConfig | None = None
+    rank: int = 0
+    world_size: int = 1
+
+    def __post_init__(self):
+        self._perm: tuple[int, np.ndarray] | None = None
+
+    def image_index(self, k: int) -> int:
+        n = len(self.shapes)
+        epoch, pos = divmod(k, n)
+        if self._perm is None or self._perm[0] != epoch:
+            self._perm = (epoch, np.random.default_rng([self.seed, 1, epoch]).permutation(n))
+        return int(self._perm[1][pos])
+
+    def local_batch(self, global_batch: int) -> int:
+        if global_batch % self.world_size:
+            raise DatasetError(f"batch size {global_batch} is not divisible by {self.world_size} processes")
+        return global_batch // self.world_size
+
+    def plan(self, step: int, global_batch: int) -> BatchPlan:
+        local = self.local_batch(global_batch)
+        base = step * global_batch + self.rank * local
+        s, rows = self.hr_size, []
+        for k in range(base, base + local):  # the loader's (PairDataset's) draws for sample k
+            index = self.image_index(k)
+            h, w = self.shapes[index]
+            rng = np.random.default_rng([self.seed, 2, k])
+            top, left = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
+            hf, vf, turns = _draw_augmentation(rng) if self.augment else (False, False, 0)
+            rows.append((index, top, left, 8 * hf + 4 * vf + turns))
+        images, tops, lefts, ops = (np.asarray(c, dtype=np.int64) for c in zip(*rows))
+        degradation = noise_seed = None
+        if self.degradation is not None:
+            rng = np.random.default_rng([self.seed, DEVICE_DEGRADATION_STREAM, step, self.rank])
+            degradation = plan_degradation(self.degradation, local, rng)
+            noise_seed = int(np.random.default_rng([self.seed, DEVICE_NOISE_STREAM, step, self.rank]).integers(2**63))
+        return BatchPlan(step, images, tops, lefts, ops, degradation, noise_seed or 0)
 
 
 class DeviceBatches:
@@ -53,13 +124,14 @@ class DeviceBatches:
         self.images = [torch.tensor(im, device=self.device) for im in images]  # a copy: the arrays may be read-only
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)  # the prefetch thread's stream must see the uploaded images
+        self.planner = BatchPlanner([tuple(im.shape[:2]) for im in images], hr_size, seed, augment, degradation,
+                                    rank, world_size)
         self.n, self.hr_size, self.scale, self.seed = len(images), hr_size, scale, seed
         self.augment, self.lr_quantize = augment, lr_quantize
         self.rank, self.world_size = rank, world_size
         self.degrader = BatchDegrader(degradation, scale) if degradation is not None else None
         self._bicubic = MatlabBicubic()
         self._maps = self._dihedral_maps(hr_size).to(self.device)
-        self._perm: tuple[int, np.ndarray] | None = None
 
     @staticmethod
     def _dihedral_maps(s: int) -> torch.Tensor:
@@ -70,64 +142,82 @@ class DeviceBatches:
         return torch.from_numpy(np.stack(maps))
 
     def image_index(self, k: int) -> int:
-        epoch, pos = divmod(k, self.n)
-        if self._perm is None or self._perm[0] != epoch:
-            self._perm = (epoch, np.random.default_rng([self.seed, 1, epoch]).permutation(self.n))
-        return int(self._perm[1][pos])
+        return self.planner.image_index(k)
 
-    def hr_batch(self, indices: range) -> torch.Tensor:
-        """The HR crops of global sample indices ``indices``: (B, 3, s, s) uint8 on the device."""
-        s, crops, ops = self.hr_size, [], []
-        for k in indices:
-            img = self.images[self.image_index(k)]
-            rng = np.random.default_rng([self.seed, 2, k])
-            top = int(rng.integers(0, img.shape[0] - s + 1))
-            left = int(rng.integers(0, img.shape[1] - s + 1))
-            crops.append(img[top : top + s, left : left + s])
-            hf, vf, turns = _draw_augmentation(rng) if self.augment else (False, False, 0)
-            ops.append(8 * hf + 4 * vf + turns)
+    def hr_batch(self, plan: BatchPlan) -> torch.Tensor:
+        """The HR crops of ``plan``: (B, 3, s, s) uint8 on the device."""
+        s = self.hr_size
+        crops = [self.images[i][t : t + s, l : l + s] for i, t, l in zip(plan.images.tolist(), plan.tops.tolist(), plan.lefts.tolist())]
         hr = torch.stack(crops).view(len(crops), s * s, 3)
         if self.augment:
-            index = self._maps[upload(np.asarray(ops, dtype=np.int64), self.device)]
+            index = self._maps[upload(plan.ops, self.device)]
             hr = torch.gather(hr, 1, index[..., None].expand(-1, -1, 3))
         return hr.view(-1, s, s, 3).permute(0, 3, 1, 2)
 
-    def batch(self, step: int, global_batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if global_batch % self.world_size:
-            raise DatasetError(f"batch size {global_batch} is not divisible by {self.world_size} processes")
-        local = global_batch // self.world_size
-        base = step * global_batch + self.rank * local
-        hr = self.hr_batch(range(base, base + local)).float().div_(255)
-        size = (self.hr_size // self.scale,) * 2
-        if self.degrader is not None:
-            rng = np.random.default_rng([self.seed, DEVICE_DEGRADATION_STREAM, step, self.rank])
-            noise_seed = np.random.default_rng([self.seed, DEVICE_NOISE_STREAM, step, self.rank]).integers(2**63)
-            lr = self.degrader(hr, rng, noise_generator(self.device, noise_seed))
+    def plan(self, step: int, global_batch: int) -> BatchPlan:
+        return self.planner.plan(step, global_batch)
+
+    def make(self, plan: BatchPlan) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch ``plan`` describes, on the device."""
+        hr = self.hr_batch(plan).float().div_(255)
+        if plan.degradation is not None:
+            lr = self.degrader.apply(hr, plan.degradation, noise_generator(self.device, plan.noise_seed))
         else:
-            lr = self._bicubic(hr, size)
+            lr = self._bicubic(hr, (self.hr_size // self.scale,) * 2)
             lr = to_levels(lr) if self.lr_quantize else lr.clamp(0, 1)
         return lr.contiguous(), hr.contiguous()
 
+    def batch(self, step: int, global_batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.make(self.plan(step, global_batch))
+
     def steps(self, start_step: int, total_steps: int, global_batch: int,
-              prefetch: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+              prefetch: int = 1, workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of steps ``start_step..total_steps-1``.
 
         ``prefetch`` > 0: made that many steps ahead by a background thread (on CUDA on its own
         stream), so the Python and kernel-launch work of the next batch overlaps the current
-        training step as a loader process's would; the batches are the same either way.
+        training step as a loader process's would. ``workers`` > 0: the plans (crop positions,
+        blur kernels, every numpy draw: about a third of a real-world batch's host time) are
+        drawn by that many processes, off the thread that launches the device work. The batches
+        are the same either way.
         """
+        self.planner.local_batch(global_batch)  # a wrong batch size fails here, not in a worker
+        plans = _plans(self.planner, range(start_step, total_steps), global_batch, workers)
         if prefetch <= 0:
-            for step in range(start_step, total_steps):
-                yield self.batch(step, global_batch)
+            for plan in plans:
+                yield self.make(plan)
             return
-        yield from _Prefetcher(self, range(start_step, total_steps), global_batch, prefetch)
+        yield from _Prefetcher(self, plans, prefetch)
+
+
+class _PlanSteps(torch.utils.data.Dataset):
+    def __init__(self, planner: BatchPlanner, steps: range, global_batch: int):
+        self.planner, self.steps, self.global_batch = planner, steps, global_batch
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __getitem__(self, i: int) -> BatchPlan:
+        return self.planner.plan(self.steps[i], self.global_batch)
+
+
+def _as_is(plan: BatchPlan) -> BatchPlan:
+    return plan  # the default collate would turn the plan's arrays into tensors
+
+
+def _plans(planner: BatchPlanner, steps: range, global_batch: int, workers: int) -> Iterator[BatchPlan]:
+    if workers <= 0 or len(steps) == 0:
+        return (planner.plan(step, global_batch) for step in steps)
+    loader = torch.utils.data.DataLoader(_PlanSteps(planner, steps, global_batch), batch_size=None, shuffle=False,
+                                         num_workers=min(workers, len(steps)), collate_fn=_as_is, prefetch_factor=4)
+    return iter(loader)
 
 
 class _Prefetcher:
-    """Runs ``DeviceBatches.batch`` for each step in a thread, ``depth`` batches ahead of the consumer."""
+    """Runs ``DeviceBatches.make`` for each plan in a thread, ``depth`` batches ahead of the consumer."""
 
-    def __init__(self, source: DeviceBatches, steps: range, global_batch: int, depth: int):
-        self.source, self.steps, self.global_batch = source, steps, global_batch
+    def __init__(self, source: DeviceBatches, plans: Iterator[BatchPlan], depth: int):
+        self.source, self.plans = source, plans
         self.queue: queue.Queue = queue.Queue(maxsize=depth)
         self.stop = threading.Event()
         cuda = source.device.type == "cuda"
@@ -147,8 +237,8 @@ class _Prefetcher:
     def _produce(self) -> None:
         try:
             with torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext():
-                for step in self.steps:
-                    lr, hr = self.source.batch(step, self.global_batch)
+                for plan in self.plans:
+                    lr, hr = self.source.make(plan)
                     event = None
                     if self.stream is not None:
                         event = torch.cuda.Event()

@@ -25,6 +25,7 @@ intermediate rounding), rounded to 8 bits.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -162,74 +163,131 @@ class MatlabBicubic:
         return wh @ x @ ww.T
 
 
+@dataclass
+class OrderPlan:
+    """The random choices of one order for the batch's degraded samples (numpy only: picklable)."""
+
+    kernels: list[np.ndarray | None]
+    factor: float  # of the order's base size, once per batch
+    modes: list[str]
+    antialias: np.ndarray
+    gray: np.ndarray
+    gauss: np.ndarray  # else Poisson
+    sigma: np.ndarray  # Gaussian, in [0, 1] units
+    pscale: np.ndarray
+    quality: np.ndarray | None  # JPEG at the end of the order, or None
+
+
+@dataclass
+class DegradationPlan:
+    """Every random choice :class:`BatchDegrader` makes for one batch, drawn from its numpy
+    generator; only the noise samples are left to the device's generator. A pure function of the
+    generator's state, made without the pixels, so it can be drawn in another process."""
+
+    clean: np.ndarray  # per sample: bicubic LR, not degraded
+    first: OrderPlan | None = None  # None: every sample is clean
+    second: OrderPlan | None = None
+    final_kernels: list[np.ndarray | None] = field(default_factory=list)
+    final_modes: list[str] = field(default_factory=list)
+    final_antialias: np.ndarray | None = None
+    quality: np.ndarray | None = None
+    jpeg_first: np.ndarray | None = None
+
+
+def plan_degradation(cfg: DegradationConfig, b: int, rng: np.random.Generator) -> DegradationPlan:
+    """The choices for a batch of ``b`` samples, drawn in the order the recipe uses them."""
+    clean = rng.random(b) < cfg.clean_prob if cfg.clean_prob > 0 else np.zeros(b, bool)
+    n = int((~clean).sum())
+    if not n:
+        return DegradationPlan(clean)
+    first = _plan_order(cfg, cfg.first, n, rng, jpeg_last=True)
+    second = _plan_order(cfg, cfg.second, n, rng, jpeg_last=False)
+    lo, hi = cfg.first.kernel_size
+    sinc = rng.random(n) < cfg.final_sinc_prob
+    kernels = [sinc_kernel(int(rng.choice(np.arange(lo, hi + 1, 2))), rng.uniform(np.pi / 3, np.pi)) if s else None
+               for s in sinc]
+    modes, antialias = _plan_modes(cfg, rng, n)
+    quality = rng.integers(cfg.second.jpeg_range[0], cfg.second.jpeg_range[1] + 1, size=n)
+    jpeg_first = rng.random(n) >= 0.5  # the CPU pipeline's `rng.random() < 0.5` is resize first
+    return DegradationPlan(clean, first, second, kernels, modes, antialias, quality, jpeg_first)
+
+
+def _plan_modes(cfg: DegradationConfig, rng: np.random.Generator, n: int) -> tuple[list[str], np.ndarray]:
+    names = cfg.resize_modes
+    modes = [names[i] for i in rng.integers(len(names), size=n)]
+    p = cfg.antialias_prob
+    return modes, (rng.random(n) < p if p > 0 else np.zeros(n, bool))
+
+
+def _plan_order(cfg: DegradationConfig, o: OrderConfig, b: int, rng: np.random.Generator, jpeg_last: bool) -> OrderPlan:
+    blur = rng.random(b) < o.blur_prob
+    kernels = [random_kernel(rng, o) if k else None for k in blur]
+    direction = int(rng.choice(3, p=np.asarray(o.resize_probs)))  # once per batch: one tensor, one size
+    factor = (rng.uniform(1, o.resize_range[1]), rng.uniform(o.resize_range[0], 1), 1.0)[direction]
+    modes, antialias = _plan_modes(cfg, rng, b)
+    gray = rng.random(b) < o.gray_noise_prob
+    gauss = rng.random(b) < o.gaussian_noise_prob
+    sigma = rng.uniform(*o.noise_range, size=b) / 255
+    pscale = rng.uniform(*o.poisson_scale_range, size=b)
+    quality = rng.integers(o.jpeg_range[0], o.jpeg_range[1] + 1, size=b) if jpeg_last else None
+    return OrderPlan(kernels, factor, modes, antialias, gray, gauss, sigma, pscale, quality)
+
+
 class BatchDegrader:
-    """HR batch (B, 3, H, W) float in [0, 1] -> LR batch (B, 3, H/scale, W/scale) on the 8-bit grid."""
+    """HR batch (B, 3, H, W) float in [0, 1] -> LR batch (B, 3, H/scale, W/scale) on the 8-bit grid.
+
+    ``degrader(hr, rng, gen)`` is ``degrader.apply(hr, plan_degradation(cfg, B, rng), gen)``: the
+    plan (every numpy draw) and the torch work on the device are separable.
+    """
 
     def __init__(self, cfg: DegradationConfig, scale: int = 4):
         self.cfg, self.scale = cfg, scale
         self.bicubic = MatlabBicubic()
 
     def __call__(self, hr: torch.Tensor, rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
+        return self.apply(hr, plan_degradation(self.cfg, hr.shape[0], rng), gen)
+
+    def apply(self, hr: torch.Tensor, plan: DegradationPlan, gen: torch.Generator) -> torch.Tensor:
         b, _, H, W = hr.shape
         if H % self.scale or W % self.scale:
             raise ValueError(f"HR sides {H}x{W} are not multiples of the scale {self.scale}")
-        cfg, size = self.cfg, (H // self.scale, W // self.scale)
-        clean = rng.random(b) < cfg.clean_prob if cfg.clean_prob > 0 else np.zeros(b, bool)
+        if len(plan.clean) != b:
+            raise ValueError(f"a plan for {len(plan.clean)} samples given a batch of {b}")
+        size = (H // self.scale, W // self.scale)
         out = hr.new_empty(b, 3, *size)
-        keep = np.flatnonzero(clean).tolist()
+        keep = np.flatnonzero(plan.clean).tolist()
         if keep:
             out = _put(out, keep, to_levels(self.bicubic(_take(hr, keep), size)))
-        rest = np.flatnonzero(~clean).tolist()
+        rest = np.flatnonzero(~plan.clean).tolist()
         if rest:
-            out = _put(out, rest, self._degrade(_take(hr, rest), rng, gen, size))
+            out = _put(out, rest, self._degrade(_take(hr, rest), plan, gen, size))
         return out
 
-    def _degrade(self, x, rng, gen, size):
-        cfg, b = self.cfg, x.shape[0]
-        x = self._order(x, rng, gen, cfg.first, base=tuple(x.shape[-2:]))
-        x = self._order(x, rng, gen, cfg.second, base=size, jpeg_last=False)
-        lo, hi = cfg.first.kernel_size
-        sinc = rng.random(b) < cfg.final_sinc_prob
-        kernels = [sinc_kernel(int(rng.choice(np.arange(lo, hi + 1, 2))), rng.uniform(np.pi / 3, np.pi)) if s else None
-                   for s in sinc]
-        modes, antialias = self._modes(rng, b)
-        quality = rng.integers(cfg.second.jpeg_range[0], cfg.second.jpeg_range[1] + 1, size=b)
-        jpeg_first = rng.random(b) >= 0.5  # the CPU pipeline's `rng.random() < 0.5` is resize first
-        first = np.flatnonzero(jpeg_first).tolist()
+    def _degrade(self, x, plan: DegradationPlan, gen, size):
+        b = x.shape[0]
+        x = self._order(x, gen, plan.first, base=tuple(x.shape[-2:]))
+        x = self._order(x, gen, plan.second, base=size)
+        first = np.flatnonzero(plan.jpeg_first).tolist()
         if first:
-            x = _put(x.clone() if len(first) < b else x, first, _jpeg(_take(x, first), quality[first]))
-        x = filter_batch(resize_batch(x, size, modes, antialias), kernels)
-        last = np.flatnonzero(~jpeg_first).tolist()
+            x = _put(x.clone() if len(first) < b else x, first, _jpeg(_take(x, first), plan.quality[first]))
+        x = filter_batch(resize_batch(x, size, plan.final_modes, plan.final_antialias), plan.final_kernels)
+        last = np.flatnonzero(~plan.jpeg_first).tolist()
         if last:
-            x = _put(x, last, _jpeg(_take(x, last), quality[last]))
+            x = _put(x, last, _jpeg(_take(x, last), plan.quality[last]))
         return to_levels(x)
 
-    def _modes(self, rng, n):
-        names = self.cfg.resize_modes
-        modes = [names[i] for i in rng.integers(len(names), size=n)]
-        p = self.cfg.antialias_prob
-        return modes, (rng.random(n) < p if p > 0 else np.zeros(n, bool))
-
-    def _order(self, x, rng, gen, o: OrderConfig, base, jpeg_last=True):
-        b = x.shape[0]
-        blur = rng.random(b) < o.blur_prob
-        x = filter_batch(x, [random_kernel(rng, o) if k else None for k in blur])
-        direction = int(rng.choice(3, p=np.asarray(o.resize_probs)))  # once per batch: one tensor, one size
-        factor = (rng.uniform(1, o.resize_range[1]), rng.uniform(o.resize_range[0], 1), 1.0)[direction]
-        modes, antialias = self._modes(rng, b)
-        x = resize_batch(x, (int(base[0] * factor), int(base[1] * factor)), modes, antialias)
-        gray = upload(rng.random(b) < o.gray_noise_prob, x.device)
-        gauss = rng.random(b) < o.gaussian_noise_prob
-        sigma = upload(rng.uniform(*o.noise_range, size=b) / 255, x.device)
-        pscale = upload(rng.uniform(*o.poisson_scale_range, size=b), x.device)
-        g, p = np.flatnonzero(gauss).tolist(), np.flatnonzero(~gauss).tolist()
+    def _order(self, x, gen, o: OrderPlan, base):
+        x = filter_batch(x, o.kernels)
+        x = resize_batch(x, (int(base[0] * o.factor), int(base[1] * o.factor)), o.modes, o.antialias)
+        gray, sigma, pscale = (upload(a, x.device) for a in (o.gray, o.sigma, o.pscale))
+        g, p = np.flatnonzero(o.gauss).tolist(), np.flatnonzero(~o.gauss).tolist()
         out = torch.empty_like(x)
         if g:
             out = _put(out, g, gaussian_noise(_take(x, g), sigma[g], gray[g], gen))
         if p:
             out = _put(out, p, poisson_noise(_take(x, p), pscale[p], gray[p], gen))
-        if jpeg_last:
-            out = _jpeg(out, rng.integers(o.jpeg_range[0], o.jpeg_range[1] + 1, size=b))
+        if o.quality is not None:
+            out = _jpeg(out, o.quality)
         return out
 
 
@@ -238,5 +296,5 @@ def noise_generator(device: torch.device, seed: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(int(seed) % (2**63))
 
 
-__all__ = ["BatchDegrader", "MatlabBicubic", "filter_batch", "resize_batch", "gaussian_noise", "poisson_noise", "to_levels",
+__all__ = ["BatchDegrader", "DegradationPlan", "OrderPlan", "plan_degradation", "MatlabBicubic", "filter_batch", "resize_batch", "gaussian_noise", "poisson_noise", "to_levels",
            "reflect_index", "noise_generator"]

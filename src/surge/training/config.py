@@ -46,7 +46,9 @@ class DataConfig:
     degradation: DegradationConfig | None = None
     # Where batches are made. loader: a torch DataLoader of CPU processes (data.workers), numpy/Pillow
     # (surge.data.pairs); device: decoded once onto the training device, cropped and degraded there
-    # by batched torch ops (surge.data.device_pairs), no loader processes. Same HR crops either way.
+    # by batched torch ops (surge.data.device_pairs); there data.workers processes only draw each
+    # batch's random choices (crops, blur kernels: numpy), off the thread that launches the device
+    # work (1-2 are plenty). Same HR crops either way.
     pipeline: Literal["loader", "device"] = "loader"
 
     def __post_init__(self):

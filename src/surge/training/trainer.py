@@ -425,7 +425,8 @@ class Trainer:
 
             batches = DeviceBatches(images, cfg.data.hr_size, self.device, seed=cfg.train.seed, augment=cfg.data.augment,
                                     degradation=cfg.data.degradation, rank=self.ctx.rank, world_size=self.ctx.world_size)
-            return batches.steps(start_step, cfg.train.steps, cfg.data.batch_size), report
+            # data.workers processes draw each batch's plan (crops, kernels); the pixels are made here.
+            return batches.steps(start_step, cfg.train.steps, cfg.data.batch_size, workers=cfg.data.workers), report
         dataset = PairDataset(images, cfg.data.hr_size, seed=cfg.train.seed, augment=cfg.data.augment,
                               lr_images=lr_images, degradation=cfg.data.degradation)
         sampler = StepSampler(start_step, cfg.train.steps, cfg.data.batch_size, self.ctx.rank, self.ctx.world_size)
