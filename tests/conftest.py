@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -6,7 +7,10 @@ import torch
 # Tests are tiny; more threads only add contention on the 2-core CI machine.
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
-SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+# The benchmark and training sets: ../shared/datasets beside the checkout, or wherever
+# SURGE_SHARED_DATASETS says (a git worktree elsewhere, a user with their own copy).
+SHARED_DATASETS = Path(os.environ.get("SURGE_SHARED_DATASETS")
+                       or Path(__file__).resolve().parents[1].parent / "shared" / "datasets")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -24,7 +28,8 @@ def pytest_collection_modifyitems(config, items):
 def shared_datasets() -> Path:
     """``../shared/datasets`` (benchmark + train sets); skips where it is absent (users' machines)."""
     if not (SHARED_DATASETS / "benchmark").is_dir():
-        pytest.skip(f"benchmark data not found at {SHARED_DATASETS} (only present on the project's dev/CI machines)")
+        pytest.skip(f"benchmark data not found at {SHARED_DATASETS} (only present on the project's dev/CI machines; "
+                    "SURGE_SHARED_DATASETS=DIR points elsewhere)")
     return SHARED_DATASETS
 
 
