@@ -67,7 +67,7 @@ CPU_VARIANTS = {
     "bf16-autocast": ("bf16 autocast, channels_last", "bf16", False),
     "bf16": ("bf16 weights and activations, channels_last", "bf16", False),
     "bf16-bnfold": ("bf16 + BN folded", "bf16", True),
-    "auto": ("**Engine default** (auto = bf16) + BN folded + sub-pixel", "auto", True),
+    "auto": ("**Engine default** (auto: bf16 where the CPU has it natively, else fp32) + BN folded + sub-pixel", "auto", True),
     "compile": ("torch.compile (inductor, freezing) of the default", "auto", False),
     "onnxruntime": ("ONNX Runtime fp32 (exported inference graph)", "fp32", False),
 }
@@ -210,12 +210,12 @@ def _matmul(spec: dict) -> dict:
         times, _ = _timed(lambda: a @ b, device, spec.get("repeats", 8), 5.0)
         out[name] = 2 * n**3 / min(times) / 1e9
         if spec.get("conv"):
-            out[f"conv_{name}"] = _conv_reference(dtype, device, spec.get("repeats", 8))
+            out[f"conv_{name}"] = _conv_reference(dtype, device, spec.get("repeats", 8), spec.get("conv_size") or 256)
     return out
 
 
-def _conv_reference(dtype, device: str, repeats: int) -> float:
-    """GFLOP/s of one large 3x3 conv (128 -> 128 channels, 256^2, channels_last, oneDNN/cuDNN).
+def _conv_reference(dtype, device: str, repeats: int, side: int = 256) -> float:
+    """GFLOP/s of one large 3x3 conv (128 -> 128 channels, side^2 (256^2), channels_last, oneDNN/cuDNN).
 
     Not the issue's yardstick (that is matmul), but convs this size can beat the library's
     matmul, so it shows how close to the machine's practical conv peak a model runs.
@@ -223,11 +223,11 @@ def _conv_reference(dtype, device: str, repeats: int) -> float:
     import torch
 
     conv = torch.nn.Conv2d(128, 128, 3, padding=1, bias=False).to(device, dtype).to(memory_format=torch.channels_last)
-    x = torch.randn(1, 128, 256, 256, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(1, 128, side, side, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         conv(x)
         times, _ = _timed(lambda: conv(x), device, repeats, 10.0)
-    return 2 * 128 * 128 * 9 * 256 * 256 / min(times) / 1e9
+    return 2 * 128 * 128 * 9 * side * side / min(times) / 1e9
 
 
 def _load_model(name: str, workdir: Path):
@@ -583,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set5-images", type=int, help="use only the N smallest Set5 images")
     parser.add_argument("--threads", type=int, help="torch/ONNX Runtime threads (default: torch's default)")
     parser.add_argument("--matmul-size", type=int, help="side of the reference matmuls (default 2048, 8192 on CUDA)")
+    parser.add_argument("--conv-size", type=int, help="side of the reference 3x3 conv's input (default 256)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
     parser.add_argument("--quick", action="store_true", help="smoke test: small input, SuRGe + one peer, 1 Set5 image")
     parser.add_argument("--markdown", type=Path, help="also write the report to this markdown file")
@@ -619,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
 
     machine = _call({**base, "kind": "machine"}, 300)
     log(f"machine: {machine}")
-    matmul = [_call({**base, "kind": "matmul", "conv": True, "size": args.matmul_size}, 600)]
+    matmul = [_call({**base, "kind": "matmul", "conv": True, "size": args.matmul_size, "conv_size": args.conv_size}, 600)]
     log(f"matmul GFLOP/s: {matmul[0]}")
     prep, rows = {}, []
     for name in args.models:
@@ -646,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
                 matmul.append(again["matmul"])
             if again.get("seconds", math.inf) < row["seconds"]:
                 rows[i] = {**again, "spec": row["spec"]}
-    matmul.append(_call({**base, "kind": "matmul", "conv": True, "size": args.matmul_size}, 600))
+    matmul.append(_call({**base, "kind": "matmul", "conv": True, "size": args.matmul_size, "conv_size": args.conv_size}, 600))
     samples = [m for m in matmul if "error" not in m]
     peak = {k: max(m.get(k, 0.0) for m in samples) for k in dict.fromkeys(k for m in samples for k in m)}
     log(f"matmul GFLOP/s (best of {len(matmul)} samples): {peak}")
@@ -709,7 +710,7 @@ def _report(args, machine, peak, prep, rows, scaling, variants, load_before, loa
         f"- Matmul throughput measured in this run (best sample of {args.matmul_size or ('8192' if cuda else '2048')}^2 "
         "matmuls, sampled at the start, the end and in every row's process): "
         + ", ".join(f"{k} **{v:.0f} GFLOP/s**" for k, v in peak.items() if not k.startswith("conv_")) + ". "
-        "For scale, one large 3x3 conv (128 -> 128 channels at 256^2, channels_last) runs at "
+        f"For scale, one large 3x3 conv (128 -> 128 channels at {getattr(args, 'conv_size', None) or 256}^2, channels_last) runs at "
         + (", ".join(f"{k[5:]} {v:.0f}" for k, v in peak.items() if k.startswith("conv_")) or "n/a")
         + " GFLOP/s: big convs can outrun the BLAS matmul, so ratios above 100% are possible.",
         f"- Load: before {load_before or 'n/a'}; after {load_after or 'n/a'}. The machine is shared: every time is the "

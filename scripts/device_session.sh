@@ -272,7 +272,7 @@ run_inference() {
     if [[ -n ${SURGE_INFER_ARGS:-} ]]; then
         runs=("$SURGE_INFER_ARGS")
     elif [[ $DRY == 1 ]]; then
-        runs=("--models surge --variants fp32-eager auto --lr-size 32 --repeats 1 --row-budget 1 --scaling 0.02 --set5-images 1 --no-compile --matmul-size 256")
+        runs=("--models surge --variants fp32-eager auto --lr-size 32 --repeats 1 --row-budget 1 --scaling 0.02 --set5-images 1 --no-compile --matmul-size 256 --conv-size 32")
     else
         # Two runs: the SuRGe models in fp32, fp16, bf16, the engine default and a CUDA graph, tiled
         # 4 and 16 MP; then the peers in fp32, the default and a CUDA graph. Rows stop repeating after
