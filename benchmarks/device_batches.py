@@ -10,7 +10,8 @@ host time per step for both, so this is the figure to keep small. Measured for a
 * ``plan``: drawing a batch's plan (crops, flips, blur kernels, every numpy draw); moved to
   ``data.workers`` processes when that is > 0;
 * ``make``: turning a ready plan into the batch on the device, host side (on CUDA the call
-  returns once its kernels are queued; ``--sync`` adds the wait for them);
+  returns once its kernels are queued, and the queue is drained, untimed, before each call;
+  ``--sync`` adds the wait for the batch's own kernels);
 * ``plan + make``: the whole batch in the making thread with no workers, as before plans could
   move; ``make`` alone is what is left there with workers.
 
@@ -47,13 +48,21 @@ def synthetic_images(count: int, size: int, seed: int = 0) -> list[np.ndarray]:
     return [(rng.random((size + 13 * (i % 3), size + 7 * (i % 5), 3)) * 255).astype(np.uint8) for i in range(count)]
 
 
-def _per_batch(fn, batches: int, repeats: int) -> float:
+def _per_batch(fn, batches: int, repeats: int, settle=lambda: None) -> float:
+    """Mean seconds per call of ``fn(k)``, best of ``repeats`` rounds of ``batches`` calls.
+
+    ``settle`` runs untimed before each call: on CUDA it waits for the queue to drain, so a call's
+    time is its own host work, never back-pressure from a full launch queue.
+    """
     best = float("inf")
     for r in range(repeats):
-        start = time.perf_counter()
+        total = 0.0
         for k in range(batches):
+            settle()
+            start = time.perf_counter()
             fn(r * batches + k)
-        best = min(best, (time.perf_counter() - start) / batches)
+            total += time.perf_counter() - start
+        best = min(best, total / batches)
     return best
 
 
@@ -84,9 +93,13 @@ def measure(spec: str, hr_size: int, args) -> dict:
         dev.make(dev.plan(k, batch))
         done()
 
+    def settle():
+        if cuda:
+            torch.cuda.synchronize(dev.device)
+
     timed = {"plan_s": lambda k: dev.plan(k, batch), "make_s": make, "plan_make_s": both}
     row = {"config": spec, "hr_size": hr_size, "batch": batch, "degradation": degradation is not None}
-    row.update({name: _per_batch(fn, args.batches, args.repeats) for name, fn in timed.items()})
+    row.update({name: _per_batch(fn, args.batches, args.repeats, settle) for name, fn in timed.items()})
     if cuda:
         torch.cuda.synchronize(dev.device)
     return row

@@ -365,7 +365,7 @@ run_throughput() {
     # First the host time one batch costs the thread that makes it (plan in numpy, then the device
     # work queued): with the training thread's own, it bounds the step rate (benchmarks/device_batches.py).
     if [[ -f benchmarks/device_batches.py ]]; then
-        local host=(--configs "$CONFIG" "$CONFIG:bicubic")
+        local host=(--configs "$CONFIG" "$CONFIG:bicubic" --batches 4 --repeats 2)  # ~10 s: training time is dearer
         [[ $DRY == 1 ]] && host+=(--batch 2 --small 16 --batches 1 --repeats 1 --threads 1)
         say "data host time: benchmarks/device_batches.py --device $DEVICE ${host[*]}"
         if timeout -k 5 60 "$PY" benchmarks/device_batches.py --device "$DEVICE" "${host[@]}" --json "$WORK/host.json"; then
