@@ -147,7 +147,8 @@ class DeviceBatches:
     def hr_batch(self, plan: BatchPlan) -> torch.Tensor:
         """The HR crops of ``plan``: (B, 3, s, s) uint8 on the device."""
         s = self.hr_size
-        crops = [self.images[i][t : t + s, l : l + s] for i, t, l in zip(plan.images.tolist(), plan.tops.tolist(), plan.lefts.tolist())]
+        where = zip(plan.images.tolist(), plan.tops.tolist(), plan.lefts.tolist())
+        crops = [self.images[index][top : top + s, left : left + s] for index, top, left in where]
         hr = torch.stack(crops).view(len(crops), s * s, 3)
         if self.augment:
             index = self._maps[upload(plan.ops, self.device)]

@@ -356,9 +356,10 @@ def _actor_class(options: UpscaleOptions, filesystem, make_upscaler: Callable, l
             if deaths > RETRIES:
                 return _row(FileResult(Path(source), Path(target), None, "failed", _died_message(source, deaths)),
                             source, target, 0.0)
-            row = self._one(source, target, start)
-            ledger.end(source)
-            return row
+            try:
+                return self._one(source, target, start)
+            finally:  # an attempt that raised ended too: only a dead actor leaves one open
+                ledger.end(source)
 
         def _one(self, source: str, target: str, start: float) -> dict:
             src_fs, src_path = self.where.resolve(source)
