@@ -26,7 +26,6 @@ CPU time is not used since a GPU run's host time is wall time.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -40,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from surge.data.device_pairs import DeviceBatches  # noqa: E402
+from surge.evaluation.runner import write_json  # noqa: E402
 from surge.training.config import load_config  # noqa: E402
 
 
@@ -143,7 +143,7 @@ def main(argv=None) -> None:
               "batches": args.batches, "repeats": args.repeats, "sync": args.sync, "rows": rows}
     print(render(result))
     if args.json:
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        write_json(result, args.json)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ sys.path.insert(0, str(REPO / "src"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from surge.evaluation.runner import write_json  # noqa: E402
 from surge.training.config import ExperimentConfig, apply_overrides, load_config, read_config_data  # noqa: E402
 from surge.training.trainer import Trainer  # noqa: E402
 
@@ -395,7 +396,7 @@ def main(argv=None) -> None:
         rows = data_only(args.configs, args)
         print(render_data_only(rows))
         if args.json:
-            Path(args.json).write_text(json.dumps(rows, indent=2))
+            write_json(rows, args.json)
         return
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
@@ -414,14 +415,8 @@ def main(argv=None) -> None:
             result["rows"].append(bench_config(path, args, dirs, tmp, compile_too))
             print(f"done: {path}", file=sys.stderr, flush=True)
             if args.json:  # a run cut off later keeps this config's rows
-                write_json(Path(args.json), result)
+                write_json(result, args.json)
     print(render(result))
-
-
-def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

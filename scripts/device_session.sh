@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One device call, one script: environment report, the CUDA tests, the inference benchmark, the
-# training throughput (CPU-loader vs on-device data, benchmarks/train_data.py), then training until the
+# data pipeline's host time per batch (benchmarks/device_batches.py) and the training throughput
+# (CPU-loader vs on-device data, benchmarks/train_data.py), then training until the
 # call's deadline from a carried state, or without one from the bundled weights of the same experiment
 # (SURGE_INIT_FROM, a warm restart: the shipped model keeps improving); back in $OUT the state (for the next
 # call), fp16 weights, logs and summary.json. Each phase has its own timeout; a phase that fails is

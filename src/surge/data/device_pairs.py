@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from surge.data.degradations import DegradationConfig
-from surge.data.pairs import _augment, _draw_augmentation
+from surge.data.pairs import _augment, _draw_augmentation, draw_crop, epoch_order, sample_rng
 from surge.data.torch_degradations import (
     BatchDegrader, DegradationPlan, MatlabBicubic, noise_generator, plan_degradation, to_levels, upload,
 )
@@ -80,8 +80,8 @@ class BatchPlanner:
     def image_index(self, k: int) -> int:
         n = len(self.shapes)
         epoch, pos = divmod(k, n)
-        if self._perm is None or self._perm[0] != epoch:
-            self._perm = (epoch, np.random.default_rng([self.seed, 1, epoch]).permutation(n))
+        if self._perm is None or self._perm[0] != epoch:  # kept: a batch's samples share an epoch
+            self._perm = (epoch, epoch_order(self.seed, n, epoch))
         return int(self._perm[1][pos])
 
     def local_batch(self, global_batch: int) -> int:
@@ -95,9 +95,8 @@ class BatchPlanner:
         s, rows = self.hr_size, []
         for k in range(base, base + local):  # the loader's (PairDataset's) draws for sample k
             index = self.image_index(k)
-            h, w = self.shapes[index]
-            rng = np.random.default_rng([self.seed, 2, k])
-            top, left = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
+            rng = sample_rng(self.seed, k)
+            top, left = draw_crop(rng, self.shapes[index], s)
             hf, vf, turns = _draw_augmentation(rng) if self.augment else (False, False, 0)
             rows.append((index, top, left, 8 * hf + 4 * vf + turns))
         images, tops, lefts, ops = (np.asarray(c, dtype=np.int64) for c in zip(*rows))
@@ -126,9 +125,7 @@ class DeviceBatches:
             torch.cuda.synchronize(self.device)  # the prefetch thread's stream must see the uploaded images
         self.planner = BatchPlanner([tuple(im.shape[:2]) for im in images], hr_size, seed, augment, degradation,
                                     rank, world_size)
-        self.n, self.hr_size, self.scale, self.seed = len(images), hr_size, scale, seed
-        self.augment, self.lr_quantize = augment, lr_quantize
-        self.rank, self.world_size = rank, world_size
+        self.hr_size, self.scale, self.augment, self.lr_quantize = hr_size, scale, augment, lr_quantize
         self.degrader = BatchDegrader(degradation, scale) if degradation is not None else None
         self._bicubic = MatlabBicubic()
         self._maps = self._dihedral_maps(hr_size).to(self.device)
@@ -140,9 +137,6 @@ class DeviceBatches:
         idx = np.arange(s * s).reshape(s, s)
         maps = [_augment(idx, (bool(op & 8), bool(op & 4), op & 3)).ravel() for op in range(16)]
         return torch.from_numpy(np.stack(maps))
-
-    def image_index(self, k: int) -> int:
-        return self.planner.image_index(k)
 
     def hr_batch(self, plan: BatchPlan) -> torch.Tensor:
         """The HR crops of ``plan``: (B, 3, s, s) uint8 on the device."""

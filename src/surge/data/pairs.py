@@ -140,21 +140,18 @@ class PairDataset(torch.utils.data.Dataset):
         return 2**62
 
     def image_index(self, k: int) -> int:
-        # Epoch-wise permutation: every image once per epoch, in a seeded order.
         n = len(self.images)
         epoch, pos = divmod(k, n)
-        perm = np.random.default_rng([self.seed, 1, epoch]).permutation(n)
-        return int(perm[pos])
+        return int(epoch_order(self.seed, n, epoch)[pos])
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         index = self.image_index(k)
-        rng = np.random.default_rng([self.seed, 2, k])
+        rng = sample_rng(self.seed, k)
         if self.lr_images is not None:
             lr, hr = self._crop_given_lr(index, rng)
         else:
             img, s = self.images[index], self.hr_size
-            top = int(rng.integers(0, img.shape[0] - s + 1))
-            left = int(rng.integers(0, img.shape[1] - s + 1))
+            top, left = draw_crop(rng, img.shape[:2], s)
             hr, lr = img[top : top + s, left : left + s], None
         if self.augment:
             ops = _draw_augmentation(rng)
@@ -179,6 +176,22 @@ class PairDataset(torch.utils.data.Dataset):
         left = int(rng.integers(0, lr_img.shape[1] - s + 1))
         r = self.scale
         return lr_img[top : top + s, left : left + s], hr_img[r * top : r * (top + s), r * left : r * (left + s)]
+
+
+# The sampling law of sample k, shared with surge.data.device_pairs (which must cut the same crops).
+def epoch_order(seed: int, n: int, epoch: int) -> np.ndarray:
+    """The order of the ``n`` images in ``epoch``: every image once per epoch, seeded."""
+    return np.random.default_rng([seed, 1, epoch]).permutation(n)
+
+
+def sample_rng(seed: int, k: int) -> np.random.Generator:
+    """Sample k's crop and augmentation draws (in that order)."""
+    return np.random.default_rng([seed, 2, k])
+
+
+def draw_crop(rng: np.random.Generator, shape: tuple[int, int], size: int) -> tuple[int, int]:
+    """(top, left) of a ``size`` crop of an image of ``shape`` (h, w)."""
+    return int(rng.integers(0, shape[0] - size + 1)), int(rng.integers(0, shape[1] - size + 1))
 
 
 def _draw_augmentation(rng) -> tuple[bool, bool, int]:

@@ -69,6 +69,15 @@ def _parent_lineage(init_from: str | None) -> list[dict]:
         return [{"init_from": init_from, "unavailable": str(exc)}]
 
 
+def _paired_tensors(ema: torch.nn.Module, model: torch.nn.Module) -> tuple[list, list, list, list]:
+    """(EMA parameters, model parameters, EMA buffers, model buffers), paired by name (never a
+    silent positional mismatch), detached. Made once: loading a state copies into these tensors."""
+    params, buffers = dict(model.named_parameters()), dict(model.named_buffers())
+    ema_params, ema_buffers = list(ema.named_parameters()), list(ema.named_buffers())
+    return ([e for _, e in ema_params], [params[n].detach() for n, _ in ema_params],
+            [e for _, e in ema_buffers], [buffers[n] for n, _ in ema_buffers])
+
+
 def _lr_lambda(cfg: ExperimentConfig):
     o, total = cfg.optim, cfg.train.steps
 
@@ -110,6 +119,7 @@ class Trainer:
             self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=o.lr_d, betas=o.betas)
             self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, _lr_lambda(cfg))
         self.ema = copy.deepcopy(self.g_module).eval().requires_grad_(False) if o.ema_decay else None
+        self._ema_pairs = _paired_tensors(self.ema, self.g_module) if self.ema is not None else None
         self.precision = resolve_precision(cfg.train.precision, self.device, warn=self.ctx.is_main)
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "amp" else None
         self.step, self.best_psnr, self.wall_before = 0, None, 0.0
@@ -380,13 +390,12 @@ class Trainer:
         # Warm-up (as in timm/ultralytics): early on, the average must not be dominated by the
         # untrained initial weights, so the effective decay grows from ~0.1 to ema_decay.
         d = min(self.cfg.optim.ema_decay, (1 + self.step) / (10 + self.step))
-        params, buffers = dict(self.g_module.named_parameters()), dict(self.g_module.named_buffers())
-        ema = list(self.ema.named_parameters())  # by name: never a silent positional mismatch
+        ema_params, params, ema_buffers, buffers = self._ema_pairs
         # One multi-tensor kernel on CUDA instead of a launch per tensor (~140 for the paper-size
         # generator); on CPU it is the same per-tensor lerp, bit for bit.
-        torch._foreach_lerp_([e for _, e in ema], [params[name].detach() for name, _ in ema], 1 - d)
-        for name, e in self.ema.named_buffers():
-            e.copy_(buffers[name])
+        torch._foreach_lerp_(ema_params, params, 1 - d)
+        if ema_buffers:  # BatchNorm statistics; generators without BatchNorm have none
+            torch._foreach_copy_(ema_buffers, buffers)
 
     def mixing_row(self) -> dict:
         w = self.g_module.mixing_weights()
