@@ -33,6 +33,12 @@ pipeline with ``train.compile = true`` (torch.compile of the generator). Its unt
 the compile, reported as ``warmup_s`` beside the eager rows'; a compile that fails is recorded as
 the row's ``error`` and the other rows stand. The JSON is rewritten after each config, so a run
 cut off by a timeout keeps the configs it finished.
+
+``--profile-steps N`` then runs N more steps of the first config's device pipelines (eager, and
+compiled when timed) under ``torch.profiler``, to say where a step goes when the target is missed:
+kernel time per step (CUDA), CPU time inside operators (all threads: the batch-making thread's
+too), kernel launches per step, and the operators or kernels that take the most. The profiler adds
+host time, so its wall time per step is not the step rate; the timed rounds are.
 """
 
 from __future__ import annotations
@@ -170,6 +176,40 @@ class UtilizationSampler:
         return sum(self.samples) / len(self.samples) / 100 if self.samples else None
 
 
+LAUNCH_CALLS = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cudaGraphLaunch")
+
+
+def profile_steps(runner: "Runner", steps: int, top: int = 10) -> dict:
+    """``steps`` more training steps of ``runner`` under torch.profiler: where their time goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = runner.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    _sync(runner.device)
+    start = time.perf_counter()
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            runner.trainer.train_step(*runner.next_batch())
+        _sync(runner.device)
+    wall = time.perf_counter() - start
+    events = list(prof.key_averages())
+    # self times: an operator's excludes what it called, so the sums count nothing twice
+    kernel_us = sum(e.self_device_time_total for e in events) if cuda else None
+    cpu_us = sum(e.self_cpu_time_total for e in events)
+    rank_by = "self_device_time_total" if cuda else "self_cpu_time_total"
+    total = (kernel_us if cuda else cpu_us) or 1.0
+    ranked = sorted(events, key=lambda e: getattr(e, rank_by), reverse=True)[:top]
+    return {
+        "steps": steps, "ranked_by": "kernel time" if cuda else "CPU time",
+        "wall_ms_per_step": 1e3 * wall / steps,
+        "kernel_ms_per_step": kernel_us / 1e3 / steps if cuda else None,
+        "op_cpu_ms_per_step": cpu_us / 1e3 / steps,
+        "launches_per_step": sum(e.count for e in events if e.key in LAUNCH_CALLS) / steps if cuda else None,
+        "top": [{"name": e.key, "ms_per_step": getattr(e, rank_by) / 1e3 / steps, "calls_per_step": e.count / steps,
+                 "share": getattr(e, rank_by) / total} for e in ranked],
+    }
+
+
 class Runner:
     """One pipeline's trainer and batch stream, stepped in timed rounds."""
 
@@ -232,7 +272,8 @@ class Runner:
             self.iterator.close()
 
 
-def bench_config(path: str, args, train_dirs: list[str], tmp: Path, compile_too: bool = False) -> dict:
+def bench_config(path: str, args, train_dirs: list[str], tmp: Path, compile_too: bool = False,
+                 profile: int = 0) -> dict:
     stem = f"{Path(path).stem}-{path.partition(':')[2]}"
     runners = {p: Runner(build_config(path, p, args, train_dirs), tmp / f"{stem}-{p}") for p in PIPELINES}
     errors = {}
@@ -255,6 +296,8 @@ def bench_config(path: str, args, train_dirs: list[str], tmp: Path, compile_too:
         for _ in range(args.rounds):
             for r in runners.values():
                 r.round(per_round)
+        profiles = {name: profile_steps(runners[name], profile) for name in ("device", COMPILED)
+                    if profile and name in runners}
     finally:
         for r in runners.values():
             r.close()
@@ -275,6 +318,8 @@ def bench_config(path: str, args, train_dirs: list[str], tmp: Path, compile_too:
             "cpu_per_wall": r.cpu / r.wall,
             "tflops": flops * rate / 1e12,
         }
+        if name in profiles:
+            out["pipelines"][name]["profile"] = profiles[name]
     return out
 
 
@@ -366,7 +411,26 @@ def render(result: dict) -> str:
     lines.append("\nFLOPs per step (fwd+bwd+optimiser, torch.utils.flop_counter): "
                  + ", ".join(f"{Path(r['config']).name} {r['flops_per_step'] / 1e12:.3f} TFLOP" for r in result["rows"])
                  + f"; peak columns use the {dtype} peaks.")
+    lines += render_profiles(result)
     return "\n".join(lines)
+
+
+def render_profiles(result: dict) -> list[str]:
+    lines = []
+    for row in result["rows"]:
+        for name, p in row["pipelines"].items():
+            prof = p.get("profile")
+            if not prof:
+                continue
+            kernel = "" if prof["kernel_ms_per_step"] is None else (
+                f", kernels {prof['kernel_ms_per_step']:.2f} ms in {prof['launches_per_step']:.0f} launches")
+            lines += ["", f"{Path(row['config']).name}, {name}, under torch.profiler ({prof['steps']} steps; it adds "
+                      f"host time): per step wall {prof['wall_ms_per_step']:.2f} ms{kernel}, CPU in operators "
+                      f"{prof['op_cpu_ms_per_step']:.2f} ms (all threads)",
+                      f"| top by {prof['ranked_by']} | ms per step | calls per step | share |", "|---|---|---|---|"]
+            lines += [f"| {t['name'][:70]} | {t['ms_per_step']:.3f} | {t['calls_per_step']:.1f} | {100 * t['share']:.1f}% |"
+                      for t in prof["top"]]
+    return lines
 
 
 def main(argv=None) -> None:
@@ -384,6 +448,8 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads of this process (0: torch's default)")
     ap.add_argument("--compile", choices=("none", "first", "all"), default="none",
                     help="also time the device pipeline with train.compile=true, for the first or every config")
+    ap.add_argument("--profile-steps", type=int, default=0,
+                    help="then profile this many steps of the first config's device pipelines (torch.profiler)")
     ap.add_argument("--json", help="write the results to this file (rewritten after each config)")
     ap.add_argument("--data-only", action="store_true",
                     help="only the CPU cost of making a batch's LR, loader code vs batched torch code (no training)")
@@ -412,7 +478,8 @@ def main(argv=None) -> None:
                   "peaks": peaks(device), "rows": []}
         for i, path in enumerate(args.configs):
             compile_too = args.compile == "all" or (args.compile == "first" and i == 0)
-            result["rows"].append(bench_config(path, args, dirs, tmp, compile_too))
+            profile = args.profile_steps if i == 0 else 0
+            result["rows"].append(bench_config(path, args, dirs, tmp, compile_too, profile))
             print(f"done: {path}", file=sys.stderr, flush=True)
             if args.json:  # a run cut off later keeps this config's rows
                 write_json(result, args.json)

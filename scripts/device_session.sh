@@ -72,7 +72,8 @@
 #                        after training: pack, export, eval); a dry run: budget 170, infer 40, throughput 30, reserve 40
 #   SURGE_TEST_PATHS=tests/   where `pytest -m cuda` looks
 #   SURGE_INFER_ARGS     replaces the benchmark's model/variant/size arguments
-#   SURGE_PACK=.pack  SURGE_CARRY=.carry  SURGE_CONFIG=configs/gpu-real-psnr.toml (fresh starts only)
+#   SURGE_PACK=.pack  SURGE_CARRY=.carry  SURGE_CONFIG=configs/gpu-real-psnr.toml (fresh starts only:
+#                        with a carried state, training and the throughput phase run the state's own config)
 #   SURGE_STEPS          train.steps (the schedule's length, total over sessions); default: the config's
 #   SURGE_PRECISION=auto SURGE_WORKERS=12 (0 in a dry run or with a small /dev/shm)
 #   SURGE_INIT_FROM=auto weights a fresh start (no carried state) begins from: auto = the bundled model of
@@ -340,6 +341,26 @@ EOF
     phase inference "$status" $((SECONDS - t0))
 }
 
+# unpack_carried: the carried state, if one came, unpacked once into $RUNS/run by the first phase that
+# needs it (CARRIED: none, ok or failed). Its run's config.json is then the experiment the training
+# phase resumes, so the throughput phase times that one: the compile choice is made for what trains.
+CARRIED=""
+unpack_carried() {
+    [[ -n $CARRIED ]] && return 0
+    shopt -s nullglob
+    local parts=("$CARRY"/state-*.safetensors)
+    shopt -u nullglob
+    CARRIED=none
+    ((${#parts[@]})) || return 0
+    say "unpacking the carried state (${#parts[@]} part(s) in $CARRY)"
+    if "$PY" -m surge.training.travel unpack "$CARRY" "$RUNS/run"; then CARRIED=ok; else CARRIED=failed; fi
+}
+
+# train_config: the experiment the training phase runs (the carried run's own, else SURGE_CONFIG)
+train_config() {
+    if [[ $CARRIED == ok ]]; then echo "$RUNS/run/config.json"; else echo "$CONFIG"; fi
+}
+
 # --- phase 3: training throughput, loader vs device data ---------------------------------------
 # Issue 21's target: the training config at >= 37 step/s with the GPU busy >= 90% of wall time,
 # and effective TFLOP/s against the same run's conv and matmul peaks. benchmarks/train_data.py
@@ -352,21 +373,24 @@ run_throughput() {
         phase throughput skipped 0 "no benchmark"
         return
     fi
-    local dirs=("$PACK"/train/*/) args
+    local dirs=("$PACK"/train/*/) args config
+    unpack_carried
+    config=$(train_config)
     if [[ $DRY == 1 ]]; then
-        args=(--configs "$CONFIG" "$CONFIG:bicubic" --seconds 3 --rounds 1 --warmup 1 --batch 2 --hr-size 32
-              --workers 0 --threads 1 --set 'generator.preset="surge-tiny"')
+        args=(--configs "$config" "$config:bicubic" --seconds 3 --rounds 1 --warmup 1 --batch 2 --hr-size 32
+              --workers 0 --threads 1 --set 'generator.preset="surge-tiny"' --profile-steps 2)
     else
         # ~40 s timed per config (all pipelines), the rest is start-up, the peaks and the training
         # config's compile (torch.compile of the generator, its warm-up; the training phase reuses
-        # inductor's on-disk cache when the compiled row won, see run_training)
-        args=(--configs "$CONFIG" "$CONFIG:bicubic" --seconds 40 --rounds 2 --warmup 10 --workers "$WORKERS"
-              --compile first)
+        # inductor's on-disk cache when the compiled row won, see run_training); then 8 steps of the
+        # training config under torch.profiler (a few seconds): where a step goes if the target is missed
+        args=(--configs "$config" "$config:bicubic" --seconds 38 --rounds 2 --warmup 10 --workers "$WORKERS"
+              --compile first --profile-steps 8)
     fi
     # First the host time one batch costs the thread that makes it (plan in numpy, then the device
     # work queued): with the training thread's own, it bounds the step rate (benchmarks/device_batches.py).
     if [[ -f benchmarks/device_batches.py ]]; then
-        local host=(--configs "$CONFIG" "$CONFIG:bicubic" --batches 4 --repeats 2)  # ~10 s: training time is dearer
+        local host=(--configs "$config" "$config:bicubic" --batches 4 --repeats 2)  # ~10 s: training time is dearer
         [[ $DRY == 1 ]] && host+=(--batch 2 --small 16 --batches 1 --repeats 1 --threads 1)
         say "data host time: benchmarks/device_batches.py --device $DEVICE ${host[*]}"
         if timeout -k 5 60 "$PY" benchmarks/device_batches.py --device "$DEVICE" "${host[@]}" --json "$WORK/host.json"; then
@@ -438,19 +462,12 @@ training_failed() {
 run_training() {
     T_TRAIN=$SECONDS
     local t0=$SECONDS rc=0 run=$RUNS/run
-    shopt -s nullglob
-    local carried=("$CARRY"/state-*.safetensors)
-    shopt -u nullglob
     local resumed=0
-    if ((${#carried[@]})); then
-        say "training: unpacking the carried state (${#carried[@]} part(s) in $CARRY)"
-        if "$PY" -m surge.training.travel unpack "$CARRY" "$run"; then
-            resumed=1
-        else
-            training_failed failed "the carried state in $CARRY could not be unpacked (see session.log)"
-            return
-        fi
-    fi
+    unpack_carried
+    case $CARRIED in
+        ok) resumed=1 ;;
+        failed) training_failed failed "the carried state in $CARRY could not be unpacked (see session.log)"; return ;;
+    esac
     local dirs=("$PACK"/train/*/) list="" d
     for d in "${dirs[@]}"; do [[ -d $d ]] && list+="${list:+, }\"${d%/}\""; done
     local overrides=("data.train_dirs=[$list]" "data.val_dir=\"$PACK/benchmark/Set5\"" "data.workers=$WORKERS"

@@ -88,7 +88,7 @@ def test_train_data_benchmark_runs(tmp_path):
          # on-disk cache then serves here
          "configs/cpu-real-psnr.toml:bicubic", "--seconds", "2", "--rounds", "1", "--warmup", "1", "--batch", "4",
          "--hr-size", "32", "--workers", "0", "--set", 'generator.preset="surge-tiny"', "--threads", "1",
-         *(["--compile", "first"] if COMPILER else []), "--json", str(out)],
+         *(["--compile", "first"] if COMPILER else []), "--profile-steps", "2", "--json", str(out)],
         capture_output=True, text=True, timeout=300, cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr
@@ -102,6 +102,16 @@ def test_train_data_benchmark_runs(tmp_path):
         assert all(p["steps"] >= 1 and p["step_per_s"] > 0 and p["warmup_s"] > 0 for p in r["pipelines"].values())
     assert "ratio to loader" in proc.stdout
     assert ("compiled / eager (device)" in proc.stdout) == bool(COMPILER)
+    # --profile-steps: the first config's device pipelines only, ranked by CPU time on a CPU
+    profiled = {(i, name) for i, r in enumerate(rows) for name, p in r["pipelines"].items() if "profile" in p}
+    assert profiled == {(0, "device")} | {(0, name) for name in compiled}
+    prof = rows[0]["pipelines"]["device"]["profile"]
+    assert prof["steps"] == 2 and prof["kernel_ms_per_step"] is None and prof["op_cpu_ms_per_step"] > 0
+    assert len(prof["top"]) == 10 and all(t["ms_per_step"] > 0 and t["calls_per_step"] > 0 for t in prof["top"])
+    assert [t["ms_per_step"] for t in prof["top"]] == sorted((t["ms_per_step"] for t in prof["top"]), reverse=True)
+    assert sum(t["share"] for t in prof["top"]) <= 1 + 1e-9
+    assert any("convolution" in t["name"] for t in prof["top"])
+    assert "device, under torch.profiler (2 steps" in proc.stdout
 
 
 def test_device_batches_benchmark_runs(tmp_path):

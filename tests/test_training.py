@@ -174,6 +174,18 @@ def test_a_base_cycle_through_two_files_is_found(tmp_path):
         load_config(tmp_path / "a.toml")
 
 
+@pytest.mark.parametrize("text, message", [
+    ("[1, 2]", r"r\.json: a config must be a table of sections, got list"),
+    ('{"data": ', r"r\.json: not valid JSON"),
+    ('{"base": "a.toml"}', r"r\.json: a JSON config is a run's merged record and cannot name a base"),
+    ('{"optim": {"lr": 3}}', r"r\.json: \[optim\]: unknown key\(s\) lr"),
+])
+def test_bad_json_configs_fail_naming_the_file(tmp_path, text, message):
+    (tmp_path / "r.json").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path / "r.json")
+
+
 # --- resume -----------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("gan", [True, False])
@@ -277,6 +289,8 @@ def test_exported_weights_carry_provenance(tmp_path, hr_dir):
     model = surge.load_model(str(tmp_path / "r" / "last.safetensors"))
     assert model.provenance["steps"] == 2 and model.provenance["stage"] == "psnr"
     assert model.provenance["training_data"] == [hr_dir.name]
+    # The run's merged record is itself a config: the same experiment, runnable again.
+    assert load_config(tmp_path / "r" / "config.json").to_dict() == load_config(cfg).to_dict()
 
 
 # --- data parallel ----------------------------------------------------------------------

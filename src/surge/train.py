@@ -16,7 +16,7 @@ from surge.errors import SurgeError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="experiment TOML file (see configs/)")
+    p.add_argument("config", help="experiment TOML file (see configs/), or a run's config.json to repeat that run")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.steps=500 or data.degradation.first.jpeg_range=[30,60]")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--run-dir", help="where to write the run (default: <train.out_dir>/<train.name>)")

@@ -9,7 +9,8 @@ Unknown keys and bad values fail early with a message naming the file and key.
 A file may start with ``base = "other.toml"`` (a path relative to the file): it then holds
 only what differs from that experiment. Tables merge key by key, at any depth; any other
 value (a number, a string, an array) replaces the base's. Bases may have bases; a cycle is an
-error. Runs record the merged result (``config.json``), so a run never depends on the chain.
+error. Runs record the merged result (``config.json``), so a run never depends on the chain;
+that file is itself a config (``surge train runs/x/config.json`` repeats the run).
 """
 
 from __future__ import annotations
@@ -219,6 +220,8 @@ def read_config_data(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
+    if path.suffix.lower() == ".json":
+        return _read_run_record(path)
     try:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -236,6 +239,19 @@ def read_config_data(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
     if not base_path.is_file():
         raise ConfigError(f"{path}: base {base!r} not found (looked for {base_path})")
     return merge_tables(read_config_data(base_path, chain), data)
+
+
+def _read_run_record(path: Path) -> dict:
+    """A run's ``config.json``: already merged, so it names no base."""
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a table of sections, got {type(data).__name__}")
+    if "base" in data:
+        raise ConfigError(f"{path}: a JSON config is a run's merged record and cannot name a base")
+    return data
 
 
 def merge_tables(base: dict, child: dict) -> dict:
