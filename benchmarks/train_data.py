@@ -256,7 +256,7 @@ class Runner:
             if cuda:
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()
-            self.trainer.train_step(lr, hr)  # ends with float(loss): a host sync
+            self.trainer.train_step(lr, hr)  # ends with its one host sync (the logged values)
             if cuda:
                 end.record()
                 events.append((start, end))

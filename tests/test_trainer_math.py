@@ -352,3 +352,27 @@ def test_two_ranks_give_the_losses_weights_and_gradients_of_one_process_with_the
         # Adam divides each gradient component by its own magnitude, so a component within rounding
         # of 0 may move by a sizeable fraction of lr: compare to a small fraction of the two updates.
         torch.testing.assert_close(ranks[0]["params"][name], p, rtol=0, atol=1e-3 * lr_g)
+
+
+# --- host syncs -------------------------------------------------------------------------
+@pytest.mark.cuda
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_psnr_step_queues_all_its_work_before_it_waits_for_the_gpu(tmp_path, precision):
+    # gpu-real-psnr's kind of step (no BatchNorm, bicubic global residual, L1, EMA): every kernel of
+    # the step is queued without a host sync (CUDA's sync debug mode raises on one: an .item(), a
+    # pageable host-to-device copy, a stream synchronize); the one read comes after, in _read_row.
+    cfg = make_cfg(tmp_path, generator={"norm": "none", "global_residual": True, "output_activation": "none"},
+                   loss={"adversarial": False}, optim={"ema_decay": 0.999, "grad_clip": 1.0},
+                   train={"stage": "psnr", "precision": precision})
+    trainer = Trainer(cfg, tmp_path / "run", DistContext(device=torch.device("cuda")))
+    cl = torch.channels_last
+    lr, hr = (t.cuda().contiguous(memory_format=cl) for t in batch())
+    step(trainer, lr, hr)  # the first step initialises lazily (Adam's state, cuDNN's plans)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        queued = trainer._queue_step(lr, hr)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    row = trainer._read_row(*queued)
+    assert set(row) == {"loss_g", "loss_l1", "w_l1"} and math.isfinite(row["loss_g"]) and row["w_l1"] == 1.0

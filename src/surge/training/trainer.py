@@ -347,6 +347,19 @@ class Trainer:
             opt.step()
 
     def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict:
+        """One optimisation step; returns its logged values (losses, weights, critic statistics).
+
+        Raises :class:`TrainingDiverged` when a loss is not finite. The check reads the step's values
+        in one device-to-host copy after all of the step's work is queued: a check between forward
+        and backward made the host wait for the forward before it could queue the backward, an idle
+        gap on a GPU every step. The diverged step has then updated the weights in memory, but
+        nothing of it is saved: the run stops before the checkpoint that would follow it.
+        """
+        row, total, terms, weights = self._queue_step(lr, hr)
+        return self._read_row(row, total, terms, weights)
+
+    def _queue_step(self, lr: torch.Tensor, hr: torch.Tensor):
+        """The step's work, without waiting for the device (except where a GAN's critic needs it)."""
         row: dict = {}
         self.opt_g.zero_grad(set_to_none=True)
         with self._autocast():
@@ -360,26 +373,30 @@ class Trainer:
             # The critic's Wasserstein estimate: the offset-free signal of the adversarial term.
             signals = {"adv": row["critic_wasserstein"]} if "critic_wasserstein" in row else None
             total, weights = generator_objective(terms, self.cfg.loss, scales=self.loss_scales, signals=signals)
-        self._check_finite(total, terms, row)
         self._backward_and_step(total, self.opt_g, self.g_module)
         self.sched_g.step()
         if self.sched_d is not None:
             self.sched_d.step()
         self._update_ema()
-        row["loss_g"] = float(total.detach())
-        row.update({f"loss_{k}": float(v.detach()) for k, v in terms.items()})
-        row.update({f"w_{k}": float(v) for k, v in weights.items()})
+        return row, total, terms, weights
+
+    def _read_row(self, row: dict, total, terms: dict, weights: dict) -> dict:
+        names = ["loss_g", *(f"loss_{k}" for k in terms), *(f"w_{k}" for k in weights)]
+        tensors = [total, *terms.values(), *weights.values()]
+        values = torch.stack([t.detach().reshape(()).float() for t in tensors]).tolist()  # the one sync
+        row.update(zip(names, values))
+        self._check_finite(row, list(terms))
         return row
 
-    def _check_finite(self, total, terms, row) -> None:
-        values = {k: float(v.detach()) for k, v in terms.items()}
+    def _check_finite(self, row: dict, terms: list[str]) -> None:
+        checked = {k: row[f"loss_{k}"] for k in terms}
         if "loss_critic" in row:
-            values["critic"] = row["loss_critic"]
-        bad = [k for k, v in values.items() if not math.isfinite(v)]
-        if bad or not math.isfinite(float(total.detach())):
+            checked["critic"] = row["loss_critic"]
+        bad = [k for k, v in checked.items() if not math.isfinite(v)]
+        if bad or not math.isfinite(row["loss_g"]):
             raise TrainingDiverged(
                 f"non-finite loss at step {self.step + 1} ({', '.join(bad) or 'total'}: "
-                f"{json.dumps({k: values[k] for k in bad} or float(total.detach()))}); stopped, last good checkpoint kept in "
+                f"{json.dumps({k: checked[k] for k in bad} or row['loss_g'])}); stopped, last good checkpoint kept in "
                 f"{self.run_dir / 'last.pt'}"
             )
 
