@@ -336,3 +336,32 @@ def test_cuda_training_with_the_device_pipeline(tmp_path):
     result = Trainer(cfg, tmp_path / "run", init_distributed("cuda")).run()
     losses = _losses(tmp_path / "run")
     assert result.step == 3 and len(losses) == 3 and all(math.isfinite(float(v)) for _, v in losses)
+
+
+@pytest.mark.cuda
+@cuda
+@pytest.mark.parametrize("recipe", ["real-world", "bicubic"])
+def test_cuda_batches_are_made_without_waiting_for_the_gpu(recipe):
+    # The prefetch thread queues a batch's kernels while the GPU trains: a host sync there (an index
+    # list copied from pageable memory, an .item()) makes it wait for everything queued before.
+    # CUDA's sync debug mode warns on each; after a warm-up (cached constants) there must be none.
+    import warnings
+
+    degradation = None
+    if recipe == "real-world":
+        degradation = dataclasses.replace(load_config(REPO_CONFIGS / "gpu-real-psnr.toml").data.degradation,
+                                          clean_prob=0.25)  # the clean/degraded split too
+    on_gpu = DeviceBatches(images(), 32, "cuda", seed=5, degradation=degradation)
+    for step in range(4):
+        on_gpu.batch(step, 8)
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            for step in range(4, 16):
+                on_gpu.batch(step, 8)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message)]
+    assert not syncs, f"{len(syncs)} host syncs while making 12 batches, first: {syncs[0]}"

@@ -76,14 +76,20 @@ def _reflect_pad(x: torch.Tensor, p: int) -> torch.Tensor:
     return x[:, :, reflect_index(h, p, x.device)][:, :, :, reflect_index(w, p, x.device)]
 
 
+def _index(idx: list[int], device: torch.device) -> torch.Tensor:
+    # Indexing a CUDA tensor with a Python list copies the list from pageable memory and waits
+    # for the stream; through upload's pinned buffer the copy is queued like a kernel.
+    return upload(np.asarray(idx, dtype=np.int64), device)
+
+
 def _take(x: torch.Tensor, idx: list[int]) -> torch.Tensor:
-    return x if len(idx) == x.shape[0] else x[idx]
+    return x if len(idx) == x.shape[0] else x[_index(idx, x.device)]
 
 
 def _put(out: torch.Tensor, idx: list[int], value: torch.Tensor) -> torch.Tensor:
     if len(idx) == out.shape[0]:
         return value
-    out[idx] = value
+    out[_index(idx, out.device)] = value
     return out
 
 
@@ -283,9 +289,9 @@ class BatchDegrader:
         g, p = np.flatnonzero(o.gauss).tolist(), np.flatnonzero(~o.gauss).tolist()
         out = torch.empty_like(x)
         if g:
-            out = _put(out, g, gaussian_noise(_take(x, g), sigma[g], gray[g], gen))
+            out = _put(out, g, gaussian_noise(_take(x, g), _take(sigma, g), _take(gray, g), gen))
         if p:
-            out = _put(out, p, poisson_noise(_take(x, p), pscale[p], gray[p], gen))
+            out = _put(out, p, poisson_noise(_take(x, p), _take(pscale, p), _take(gray, p), gen))
         if o.quality is not None:
             out = _jpeg(out, o.quality)
         return out
