@@ -31,8 +31,10 @@ the device's are not timed.
 ``--compile first`` (or ``all``) adds a third row for the first (or every) config: the device
 pipeline with ``train.compile = true`` (torch.compile of the generator). Its untimed warm-up holds
 the compile, reported as ``warmup_s`` beside the eager rows'; a compile that fails is recorded as
-the row's ``error`` and the other rows stand. The JSON is rewritten after each config, so a run
-cut off by a timeout keeps the configs it finished.
+the row's ``error`` and the other rows stand. ``--compile-mode reduce-overhead`` compiles that
+row with ``train.compile_mode = "reduce-overhead"`` (CUDA graphs of the compiled forward and
+backward). The JSON is rewritten after each config, so a run cut off by a timeout keeps the
+configs it finished.
 
 ``--profile-steps N`` then runs N more steps of the first config's device pipelines (eager, and
 compiled when timed) under ``torch.profiler``, to say where a step goes when the target is missed:
@@ -285,7 +287,8 @@ def bench_config(path: str, args, train_dirs: list[str], tmp: Path, compile_too:
             r.warm(args.warmup)
         if compile_too:
             try:
-                runner = Runner(build_config(path, "device", args, train_dirs, ("train.compile=true",)),
+                extra = ("train.compile=true", f'train.compile_mode="{args.compile_mode}"')
+                runner = Runner(build_config(path, "device", args, train_dirs, extra),
                                 tmp / f"{stem}-compiled")
                 runners[COMPILED] = runner
                 runner.warm(args.warmup)
@@ -320,6 +323,8 @@ def bench_config(path: str, args, train_dirs: list[str], tmp: Path, compile_too:
         }
         if name in profiles:
             out["pipelines"][name]["profile"] = profiles[name]
+    if COMPILED in out["pipelines"]:
+        out["pipelines"][COMPILED]["compile_mode"] = args.compile_mode
     return out
 
 
@@ -407,7 +412,8 @@ def render(result: dict) -> str:
         compiled = row["pipelines"].get(COMPILED)
         if compiled and "error" not in compiled:
             gain = compiled["step_per_s"] / row["pipelines"]["device"]["step_per_s"]
-            lines.append(f"| {Path(row['config']).name} ({kind}) | | compiled / eager (device) | | {gain:.2f}x | | | | | | |")
+            lines.append(f"| {Path(row['config']).name} ({kind}) | | compiled ({compiled.get('compile_mode', 'default')}) "
+                         f"/ eager (device) | | {gain:.2f}x | | | | | | |")
     lines.append("\nFLOPs per step (fwd+bwd+optimiser, torch.utils.flop_counter): "
                  + ", ".join(f"{Path(r['config']).name} {r['flops_per_step'] / 1e12:.3f} TFLOP" for r in result["rows"])
                  + f"; peak columns use the {dtype} peaks.")
@@ -448,6 +454,8 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads of this process (0: torch's default)")
     ap.add_argument("--compile", choices=("none", "first", "all"), default="none",
                     help="also time the device pipeline with train.compile=true, for the first or every config")
+    ap.add_argument("--compile-mode", choices=("default", "reduce-overhead"), default="default",
+                    help="train.compile_mode of the compiled row")
     ap.add_argument("--profile-steps", type=int, default=0,
                     help="then profile this many steps of the first config's device pipelines (torch.profiler)")
     ap.add_argument("--json", help="write the results to this file (rewritten after each config)")

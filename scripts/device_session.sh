@@ -81,6 +81,9 @@
 #                        none = random, or a .safetensors path
 #   SURGE_COMPILE=auto   train.compile of the training phase: 1, 0, or auto (compile when the throughput
 #                        phase's compiled row, timed for the training config, was >= 1.05x eager)
+#   SURGE_COMPILE_MODE=reduce-overhead   train.compile_mode of that row and of a compiled training phase:
+#                        reduce-overhead (inductor + CUDA graphs: one launch for the many small LR-size
+#                        kernels; unmeasured in training) or default (inductor only)
 #   SURGE_NAME           weights file name (default: the run's train.name)
 #   SURGE_STATE_PROFILE=auto   exact | compact | lean | minimal | auto (the most faithful that fits)
 #   SURGE_RUNS=<temp dir>  SURGE_SITE=<temp dir>/site (wheels from .whl/ installed there)
@@ -111,6 +114,7 @@ PACK_ARG=${SURGE_PACK:-.pack}
 CARRY=${SURGE_CARRY:-.carry}
 CONFIG=${SURGE_CONFIG:-configs/gpu-real-psnr.toml}
 PRECISION=${SURGE_PRECISION:-auto}
+COMPILE_MODE=${SURGE_COMPILE_MODE:-reduce-overhead}
 PROFILE=${SURGE_STATE_PROFILE:-auto}
 DEVICE=cuda
 WORKERS=${SURGE_WORKERS:-12}
@@ -385,7 +389,7 @@ run_throughput() {
         # inductor's on-disk cache when the compiled row won, see run_training); then 8 steps of the
         # training config under torch.profiler (a few seconds): where a step goes if the target is missed
         args=(--configs "$config" "$config:bicubic" --seconds 38 --rounds 2 --warmup 10 --workers "$WORKERS"
-              --compile first --profile-steps 8)
+              --compile first --compile-mode "$COMPILE_MODE" --profile-steps 8)
     fi
     # First the host time one batch costs the thread that makes it (plan in numpy, then the device
     # work queued): with the training thread's own, it bounds the step rate (benchmarks/device_batches.py).
@@ -449,7 +453,8 @@ if "error" in compiled:
     print(f"false (the compile failed in the throughput phase: {compiled['error']})")
 else:
     gain = compiled["step_per_s"] / eager
-    print(f"{str(gain >= 1.05).lower()} (compiled / eager step rate {gain:.2f} in the throughput phase)")
+    mode = compiled.get("compile_mode", "default")
+    print(f"{str(gain >= 1.05).lower()} (compiled ({mode}) / eager step rate {gain:.2f} in the throughput phase)")
 EOF
 }
 
@@ -497,6 +502,7 @@ run_training() {
     COMPILE_CHOICE=$(compile_choice)
     echo "train.compile: $COMPILE_CHOICE"
     overrides+=("train.compile=${COMPILE_CHOICE%% *}")  # explicit: a carried state's config may say otherwise
+    overrides+=("train.compile_mode=\"$COMPILE_MODE\"")  # as timed (and cached by inductor) in the throughput phase
     local minutes
     minutes=$(awk -v l="$(left_s)" -v r="$RESERVE_S" 'BEGIN { m = (l - r) / 60; printf "%.2f", (m > 0 ? m : 0) }')
     if awk -v m="$minutes" 'BEGIN { exit !(m < 0.2) }'; then

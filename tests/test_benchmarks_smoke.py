@@ -101,7 +101,9 @@ def test_train_data_benchmark_runs(tmp_path):
         assert r["flops_per_step"] > 0
         assert all(p["steps"] >= 1 and p["step_per_s"] > 0 and p["warmup_s"] > 0 for p in r["pipelines"].values())
     assert "ratio to loader" in proc.stdout
-    assert ("compiled / eager (device)" in proc.stdout) == bool(COMPILER)
+    assert ("compiled (default) / eager (device)" in proc.stdout) == bool(COMPILER)
+    if COMPILER:
+        assert rows[0]["pipelines"]["device+compile"]["compile_mode"] == "default"
     # --profile-steps: the first config's device pipelines only, ranked by CPU time on a CPU
     profiled = {(i, name) for i, r in enumerate(rows) for name, p in r["pipelines"].items() if "profile" in p}
     assert profiled == {(0, "device")} | {(0, name) for name in compiled}

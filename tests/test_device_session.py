@@ -92,6 +92,7 @@ def test_dry_run_then_a_second_call_continues_the_carried_state(setup):
     # auto: a dry run's throughput phase times no compiled row, so the run stays eager, and says why
     assert training["compile"] == "false (no compiled row timed in this session)"
     assert "train.compile=false" in (out / "session.log").read_text()
+    assert "train.compile_mode=\"reduce-overhead\"" in (out / "session.log").read_text()
     assert training["val_psnr_y"] and training["val_psnr_y"][-1][0] == 4
     assert training["eval"]["Set5"]["images"] == 2
     check_limits(out)

@@ -376,3 +376,16 @@ def test_a_psnr_step_queues_all_its_work_before_it_waits_for_the_gpu(tmp_path, p
         torch.cuda.set_sync_debug_mode("default")
     row = trainer._read_row(*queued)
     assert set(row) == {"loss_g", "loss_l1", "w_l1"} and math.isfinite(row["loss_g"]) and row["w_l1"] == 1.0
+
+
+@pytest.mark.parametrize("mode, expected", [("default", None), ("reduce-overhead", "reduce-overhead")])
+def test_compile_mode_reaches_torch_compile(tmp_path, monkeypatch, mode, expected):
+    # reduce-overhead: CUDA graphs of the compiled forward and backward; the real compile is
+    # test_training's (CPU) and the device session's compiled throughput row (CUDA).
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: calls.append(kw) or module)
+    trainer = Trainer(make_cfg(tmp_path, train={"compile": True, "compile_mode": mode}), tmp_path / "run")
+    assert calls == [{"dynamic": False, "mode": expected}]
+    assert trainer._graphs is False  # graph-tree step marks are for CUDA only
+    with pytest.raises(ConfigError, match="train.compile_mode"):
+        make_cfg(tmp_path, train={"compile_mode": "max-autotune"})

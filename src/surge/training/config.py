@@ -121,6 +121,10 @@ class TrainConfig:
     # on CPU, Triton on CUDA. Off by default: compiled kernels round differently, so losses differ
     # from an eager run's in the last bits (a compiled run resumed compiled is exact: tested on CPU).
     compile: bool = False
+    # With compile: "reduce-overhead" also replays the compiled forward and backward as CUDA graphs
+    # (one launch each instead of one per kernel: for a step whose small LR-size kernels take less
+    # time than their launches). CUDA only (on CPU it is "default"); unmeasured on a GPU.
+    compile_mode: Literal["default", "reduce-overhead"] = "default"
     max_minutes: float = 0.0  # wall-time budget of this process; 0 = none. Stops cleanly with a checkpoint.
     log_every: int = 1
     val_every: int = 250

@@ -111,6 +111,7 @@ class Trainer:
         self.critic = Critic(cfg.critic) if self.gan and cfg.loss.needs_critic else None
         self._wrap_parallel()
         self._compile()
+        self._graphs = cfg.train.compile and cfg.train.compile_mode == "reduce-overhead" and self.device.type == "cuda"
         o = cfg.optim
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=o.lr_g, betas=o.betas)
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, _lr_lambda(cfg))
@@ -172,7 +173,8 @@ class Trainer:
         EMA and validation see the same weights and names as an eager run.
         """
         if self.cfg.train.compile:
-            self.generator = torch.compile(self.generator, dynamic=False)
+            mode = self.cfg.train.compile_mode
+            self.generator = torch.compile(self.generator, dynamic=False, mode=None if mode == "default" else mode)
 
     def _autocast(self):
         p = self.precision
@@ -361,6 +363,10 @@ class Trainer:
     def _queue_step(self, lr: torch.Tensor, hr: torch.Tensor):
         """The step's work, without waiting for the device (except where a GAN's critic needs it)."""
         row: dict = {}
+        if self._graphs:
+            # A new iteration for CUDA graph trees: the previous step's graph outputs may be
+            # overwritten (nothing of them is kept), and its backward is not still pending.
+            torch.compiler.cudagraph_mark_step_begin()
         self.opt_g.zero_grad(set_to_none=True)
         with self._autocast():
             # The step's only generator forward: the critic trains on its detached output (a
