@@ -160,14 +160,27 @@ def test_a_fresh_start_begins_from_the_weights_surge_init_from_names(setup, tmp_
 
 
 @pytest.mark.slow
-def test_a_corrupt_carried_state_fails_the_training_phase_only(setup, tmp_path):
+def test_a_hung_cuda_test_and_a_corrupt_carried_state_fail_only_their_phases(setup, tmp_path):
+    # The CUDA tests cut off by their timeout (no junit report) still report what finished, from
+    # pytest -v's lines; a carried state that cannot be unpacked fails training alone.
+    tests = tmp_path / "ctests"
+    tests.mkdir()
+    (tests / "test_gpu.py").write_text(
+        "import time\nimport pytest\npytestmark = pytest.mark.cuda\n\n"
+        "def test_a_ok():\n    pass\n\ndef test_b_broken():\n    assert False\n\n"
+        "def test_c_hangs():\n    time.sleep(120)\n")
     carry = tmp_path / "carry"
     carry.mkdir()
     (carry / "state-00.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
-    proc, out = run_session(setup, "corrupt", carry=carry, SURGE_SKIP="inference throughput")
+    proc, out = run_session(setup, "corrupt", carry=carry, SURGE_SKIP="inference throughput",
+                            SURGE_TEST_PATHS=str(tests), SURGE_TEST_TIMEOUT="12")
     assert proc.returncode == 1
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["phases"]["tests"]["status"] == "ok" and summary["tests"]["passed"] == 1
+    t = summary["tests"]
+    assert summary["phases"]["tests"]["status"] == "timeout"
+    assert (t["status"], t["passed"], t["failed"], t["finished"]) == ("timeout", 1, 1, 2), t
+    assert len(t["failures"]) == 1 and t["failures"][0].endswith("test_gpu.py::test_b_broken")
+    assert "counted from pytest -v" in t["report"]
     assert summary["training"]["status"] == "failed" and "could not be unpacked" in summary["training"]["note"]
     assert "state-00.safetensors" in (out / "session.log").read_text()  # the error names the file
     check_limits(out)
