@@ -292,8 +292,8 @@ class Trainer:
                 loss, stats = adversarial.critic_loss(self.critic, hr, fake, gp_weight=self.cfg.loss.gp_weight,
                                                       mix=self._gp_mix(i, fake.shape[0]))
             self._backward_and_step(loss, self.opt_d, self.d_module)
-        logged = mean_across_ranks({"loss_critic": loss, **{f"critic_{k}": v for k, v in stats.items()}}, self.ctx)
-        return {k: float(v) for k, v in logged.items()}
+        # 0-d tensors, read with the rest of the step's values (train_step's one copy)
+        return mean_across_ranks({"loss_critic": loss, **{f"critic_{k}": v for k, v in stats.items()}}, self.ctx)
 
     @contextlib.contextmanager
     def _critic_frozen(self):
@@ -361,7 +361,8 @@ class Trainer:
         return self._read_row(row, total, terms, weights)
 
     def _queue_step(self, lr: torch.Tensor, hr: torch.Tensor):
-        """The step's work, without waiting for the device (except where a GAN's critic needs it)."""
+        """The step's work, without waiting for the device (a GAN step waits once more: the
+        dynamic-invariant loss weights are computed on the host from the critic's estimate)."""
         row: dict = {}
         if self._graphs:
             # A new iteration for CUDA graph trees: the previous step's graph outputs may be
@@ -387,8 +388,9 @@ class Trainer:
         return row, total, terms, weights
 
     def _read_row(self, row: dict, total, terms: dict, weights: dict) -> dict:
-        names = ["loss_g", *(f"loss_{k}" for k in terms), *(f"w_{k}" for k in weights)]
-        tensors = [total, *terms.values(), *weights.values()]
+        names = [*row, "loss_g", *(f"loss_{k}" for k in terms), *(f"w_{k}" for k in weights)]
+        tensors = [*row.values(), total, *terms.values(), *weights.values()]
+        row = {}
         values = torch.stack([t.detach().reshape(()).float() for t in tensors]).tolist()  # the one sync
         row.update(zip(names, values))
         self._check_finite(row, list(terms))
