@@ -389,3 +389,20 @@ def test_compile_mode_reaches_torch_compile(tmp_path, monkeypatch, mode, expecte
     assert trainer._graphs is False  # graph-tree step marks are for CUDA only
     with pytest.raises(ConfigError, match="train.compile_mode"):
         make_cfg(tmp_path, train={"compile_mode": "max-autotune"})
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("on", [True, False])
+def test_cudnn_benchmark_follows_the_config_on_cuda(tmp_path, on):
+    previous = torch.backends.cudnn.benchmark
+    try:
+        Trainer(make_cfg(tmp_path, train={"cudnn_benchmark": on}), tmp_path / "run", DistContext(device=torch.device("cuda")))
+        assert torch.backends.cudnn.benchmark is on
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
+def test_cudnn_benchmark_is_left_alone_on_cpu(tmp_path):
+    previous = torch.backends.cudnn.benchmark
+    Trainer(make_cfg(tmp_path, train={"cudnn_benchmark": not previous}), tmp_path / "run")
+    assert torch.backends.cudnn.benchmark is previous

@@ -125,6 +125,10 @@ class TrainConfig:
     # (one launch each instead of one per kernel: for a step whose small LR-size kernels take less
     # time than their launches). CUDA only (on CPU it is "default"); unmeasured on a GPU.
     compile_mode: Literal["default", "reduce-overhead"] = "default"
+    # CUDA: let cuDNN time its algorithms for each conv shape once (training shapes never change)
+    # instead of picking by heuristics; the choice may differ between runs, as CUDA's conv
+    # backward sums already do. No effect on CPU.
+    cudnn_benchmark: bool = True
     max_minutes: float = 0.0  # wall-time budget of this process; 0 = none. Stops cleanly with a checkpoint.
     log_every: int = 1
     val_every: int = 250

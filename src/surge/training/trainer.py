@@ -101,6 +101,8 @@ class Trainer:
     def __init__(self, cfg: ExperimentConfig, run_dir: Path, ctx: DistContext | None = None, resume: bool = False):
         self.cfg, self.run_dir, self.ctx = cfg, Path(run_dir), ctx or DistContext()
         self.device = self.ctx.device
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.train.seed + self.ctx.rank)
