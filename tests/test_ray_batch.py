@@ -14,13 +14,13 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from surge.cli.main import main
 from surge.inference import ray_batch
 from surge.inference.ray_batch import MANIFEST_NAME, Manifest, RETRIES, target_name, upscale_with_ray
+
+from cli_helpers import save_noise
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -41,9 +41,7 @@ def local_ray():
 
 
 def _save(path: Path, size=(16, 12), seed=0, **save_args) -> None:
-    arr = (np.random.default_rng(seed).random((size[1], size[0], 3)) * 255).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path, **save_args)
+    save_noise(path, size[1], size[0], seed, **save_args)  # size as Pillow gives it: (width, height)
 
 
 def _photo_folder(root: Path) -> Path:
