@@ -156,15 +156,20 @@ def test_a_config_with_a_base_holds_only_its_differences(tmp_path):
         load_config(tmp_path / "child.toml", ["data.hr_size.x=1"])
 
 
-@pytest.mark.parametrize("text, message", [
-    ('base = "missing.toml"\n', r"c\.toml: base 'missing.toml' not found"),
-    ('base = "c.toml"\n', r"c\.toml: base chain is a cycle \(c\.toml -> c\.toml\)"),
-    ("base = 3\n", r"c\.toml: base must be the path of another config file"),
+@pytest.mark.parametrize("name, text, message", [
+    ("c.toml", 'base = "missing.toml"\n', r"c\.toml: base 'missing.toml' not found"),
+    ("c.toml", 'base = "c.toml"\n', r"c\.toml: base chain is a cycle \(c\.toml -> c\.toml\)"),
+    ("c.toml", "base = 3\n", r"c\.toml: base must be the path of another config file"),
+    # a run's config.json is a config too
+    ("r.json", "[1, 2]", r"r\.json: a config must be a table of sections, got list"),
+    ("r.json", '{"data": ', r"r\.json: not valid JSON"),
+    ("r.json", '{"base": "a.toml"}', r"r\.json: a JSON config is a run's merged record and cannot name a base"),
+    ("r.json", '{"optim": {"lr": 3}}', r"r\.json: \[optim\]: unknown key\(s\) lr"),
 ])
-def test_bad_bases_fail_naming_the_file(tmp_path, text, message):
-    (tmp_path / "c.toml").write_text(text)
+def test_bad_config_files_fail_naming_the_file(tmp_path, name, text, message):
+    (tmp_path / name).write_text(text)
     with pytest.raises(ConfigError, match=message):
-        load_config(tmp_path / "c.toml")
+        load_config(tmp_path / name)
 
 
 def test_a_base_cycle_through_two_files_is_found(tmp_path):
@@ -172,18 +177,6 @@ def test_a_base_cycle_through_two_files_is_found(tmp_path):
     (tmp_path / "b.toml").write_text('base = "a.toml"\n')
     with pytest.raises(ConfigError, match=r"cycle \(a\.toml -> b\.toml -> a\.toml\)"):
         load_config(tmp_path / "a.toml")
-
-
-@pytest.mark.parametrize("text, message", [
-    ("[1, 2]", r"r\.json: a config must be a table of sections, got list"),
-    ('{"data": ', r"r\.json: not valid JSON"),
-    ('{"base": "a.toml"}', r"r\.json: a JSON config is a run's merged record and cannot name a base"),
-    ('{"optim": {"lr": 3}}', r"r\.json: \[optim\]: unknown key\(s\) lr"),
-])
-def test_bad_json_configs_fail_naming_the_file(tmp_path, text, message):
-    (tmp_path / "r.json").write_text(text)
-    with pytest.raises(ConfigError, match=message):
-        load_config(tmp_path / "r.json")
 
 
 # --- resume -----------------------------------------------------------------------------
