@@ -109,6 +109,7 @@ def test_train_data_benchmark_runs(tmp_path):
     assert profiled == {(0, "device")} | {(0, name) for name in compiled}
     prof = rows[0]["pipelines"]["device"]["profile"]
     assert prof["steps"] == 2 and prof["kernel_ms_per_step"] is None and prof["op_cpu_ms_per_step"] > 0
+    assert prof["threads"] == "all" and prof["syncs_per_step"] is None  # the batch-making thread's operators too
     assert len(prof["top"]) == 10 and all(t["ms_per_step"] > 0 and t["calls_per_step"] > 0 for t in prof["top"])
     assert [t["ms_per_step"] for t in prof["top"]] == sorted((t["ms_per_step"] for t in prof["top"]), reverse=True)
     assert sum(t["share"] for t in prof["top"]) <= 1 + 1e-9
