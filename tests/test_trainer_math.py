@@ -355,16 +355,59 @@ def test_two_ranks_give_the_losses_weights_and_gradients_of_one_process_with_the
 
 
 # --- host syncs -------------------------------------------------------------------------
+def psnr_step_config(tmp_path, precision="fp32") -> ExperimentConfig:
+    """gpu-real-psnr's kind of step: no BatchNorm, bicubic global residual, L1, EMA (+ grad clip)."""
+    return make_cfg(tmp_path, generator={"norm": "none", "global_residual": True, "output_activation": "none"},
+                    loss={"adversarial": False}, optim={"ema_decay": 0.999, "grad_clip": 1.0},
+                    train={"stage": "psnr", "precision": precision})
+
+
+@pytest.mark.parametrize("gan", [False, True])
+def test_host_data_reaches_a_step_only_through_upload(tmp_path, monkeypatch, gan):
+    # On CUDA a tensor made from host numbers inside the step (torch.tensor(x, device=...),
+    # torch.from_numpy(a).to(device)) is a copy from pageable memory that waits for the GPU;
+    # upload's pinned, non-blocking copy does not. The CPU-side check of the cuda test below.
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    import surge.training.trainer as trainer_module
+
+    state = {"in_upload": 0, "uploads": 0, "elsewhere": []}
+    real_upload = trainer_module.upload
+
+    def upload(*args, **kwargs):
+        state["in_upload"] += 1
+        state["uploads"] += 1
+        try:
+            return real_upload(*args, **kwargs)
+        finally:
+            state["in_upload"] -= 1
+
+    class Made(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket.__name__ in ("lift_fresh", "lift_fresh_copy") and not state["in_upload"]:
+                state["elsewhere"].append(func)
+            return func(*args, **(kwargs or {}))
+
+    monkeypatch.setattr(trainer_module, "upload", upload)
+    cfg = make_cfg(tmp_path) if gan else psnr_step_config(tmp_path)
+    trainer = Trainer(cfg, tmp_path / "run")
+    lr, hr = batch()
+    step(trainer, lr, hr)  # the first step initialises lazily (Adam's state)
+    state["uploads"] = 0
+    with Made():
+        queued = trainer._queue_step(lr, hr)
+    assert state["elsewhere"] == []
+    assert state["uploads"] == (cfg.optim.critic_steps if gan else 0)  # the gradient penalty's mix
+    assert math.isfinite(trainer._read_row(*queued)["loss_g"])
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_a_psnr_step_queues_all_its_work_before_it_waits_for_the_gpu(tmp_path, precision):
     # gpu-real-psnr's kind of step (no BatchNorm, bicubic global residual, L1, EMA): every kernel of
     # the step is queued without a host sync (CUDA's sync debug mode raises on one: an .item(), a
     # pageable host-to-device copy, a stream synchronize); the one read comes after, in _read_row.
-    cfg = make_cfg(tmp_path, generator={"norm": "none", "global_residual": True, "output_activation": "none"},
-                   loss={"adversarial": False}, optim={"ema_decay": 0.999, "grad_clip": 1.0},
-                   train={"stage": "psnr", "precision": precision})
-    trainer = Trainer(cfg, tmp_path / "run", DistContext(device=torch.device("cuda")))
+    trainer = Trainer(psnr_step_config(tmp_path, precision), tmp_path / "run", DistContext(device=torch.device("cuda")))
     cl = torch.channels_last
     lr, hr = (t.cuda().contiguous(memory_format=cl) for t in batch())
     step(trainer, lr, hr)  # the first step initialises lazily (Adam's state, cuDNN's plans)

@@ -155,7 +155,7 @@ def combine_losses(
         if missing:
             raise ConfigError(f"fixed loss combination: no weight for term(s) {', '.join(missing)}")
         device = next(iter(losses.values())).device
-        weights = {name: torch.tensor(float(fixed_weights[name]), device=device) for name in losses}
+        weights = {name: torch.full((), float(fixed_weights[name]), device=device) for name in losses}
     else:
         raise ConfigError(f"loss combination must be one of {', '.join(COMBINATIONS)}, got {mode!r}")
     total = sum(weights[name].to(loss.dtype) * loss.reshape(()) for name, loss in losses.items())
@@ -331,7 +331,9 @@ def generator_objective(
         l1 = losses["l1"]
         term = config.l1_weight * l1
         total = term if total is None else total + term
-        weights["l1"] = torch.tensor(float(config.l1_weight), device=l1.device)
+        # filled on the device: a tensor made from a Python number on CUDA is a pageable copy
+        # that waits for the GPU (every step)
+        weights["l1"] = torch.full((), float(config.l1_weight), device=l1.device)
     assert total is not None  # LossConfig guarantees at least one term
     return total, weights
 

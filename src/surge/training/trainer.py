@@ -30,6 +30,7 @@ from tqdm import tqdm
 from surge import __version__
 from surge.atomic import atomic_output, is_temp_file_of
 from surge.data.pairs import PairDataset, StepSampler, load_training_pairs
+from surge.data.torch_degradations import upload
 from surge.errors import ModelFileError, SurgeError
 from surge.losses import adversarial, divergence, pixel
 from surge.losses.combine import generator_objective, running_state
@@ -283,7 +284,8 @@ class Trainer:
         """
         rng = np.random.default_rng([self.cfg.train.seed, 3, self.step, critic_iter])
         eps = rng.random(local * self.ctx.world_size)[self.ctx.rank * local:(self.ctx.rank + 1) * local]
-        return torch.from_numpy(eps).to(self.device, torch.float32).view(-1, 1, 1, 1)
+        # pinned and non-blocking: a plain copy to CUDA would wait for the GPU at every critic update
+        return upload(eps.astype(np.float32), self.device).view(-1, 1, 1, 1)
 
     def _critic_step(self, hr: torch.Tensor, sr: torch.Tensor) -> dict:
         """``optim.critic_steps`` critic updates against ``sr``, this step's generator output, detached."""
