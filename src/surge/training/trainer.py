@@ -394,9 +394,8 @@ class Trainer:
     def _read_row(self, row: dict, total, terms: dict, weights: dict) -> dict:
         names = [*row, "loss_g", *(f"loss_{k}" for k in terms), *(f"w_{k}" for k in weights)]
         tensors = [*row.values(), total, *terms.values(), *weights.values()]
-        row = {}
         values = torch.stack([t.detach().reshape(()).float() for t in tensors]).tolist()  # the one sync
-        row.update(zip(names, values))
+        row = dict(zip(names, values))
         self._check_finite(row, list(terms))
         return row
 
