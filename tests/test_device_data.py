@@ -16,6 +16,7 @@ from surge.data.torch_degradations import (
 from surge.errors import ConfigError, DatasetError
 from surge.training.config import ExperimentConfig, load_config
 
+from host_data_helpers import HostData
 from script_loader import load_script
 from training_helpers import write_tiny_config
 
@@ -292,29 +293,9 @@ def test_making_a_batch_takes_host_data_only_through_upload(monkeypatch, recipe)
     # On CUDA a tensor made from host data (a list index, torch.tensor, from_numpy(...).to(device))
     # is a pageable copy that waits for the stream; upload's pinned copy does not. On CPU: every
     # tensor that make() creates from host data must come through upload (the plan is numpy).
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     import surge.data.device_pairs as device_pairs
     import surge.data.torch_degradations as torch_degradations
 
-    state = {"in_upload": 0, "elsewhere": []}
-    real_upload = torch_degradations.upload
-
-    def upload(*args, **kwargs):
-        state["in_upload"] += 1
-        try:
-            return real_upload(*args, **kwargs)
-        finally:
-            state["in_upload"] -= 1
-
-    class Made(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if func.overloadpacket.__name__ in ("lift_fresh", "lift_fresh_copy") and not state["in_upload"]:
-                state["elsewhere"].append(func)
-            return func(*args, **(kwargs or {}))
-
-    for module in (torch_degradations, device_pairs):
-        monkeypatch.setattr(module, "upload", upload)
     degradation = None
     if recipe == "real-world":
         degradation = dataclasses.replace(load_config(REPO_CONFIGS / "gpu-real-psnr.toml").data.degradation,
@@ -323,10 +304,10 @@ def test_making_a_batch_takes_host_data_only_through_upload(monkeypatch, recipe)
     for step in range(4):  # constants cached on first use
         batches.batch(step, 8)
     plans = [batches.plan(step, 8) for step in range(4, 16)]
-    with Made():
+    with HostData(monkeypatch, torch_degradations, device_pairs) as made:
         for plan in plans:
             batches.make(plan)
-    assert state["elsewhere"] == []
+    assert made.elsewhere == [] and made.uploads > 0
 
 
 # --- CUDA (skipped without a GPU; not yet run on one) ---------------------------------

@@ -24,6 +24,8 @@ from surge.training.config import ExperimentConfig
 from surge.training.distributed import DistContext
 from surge.training.trainer import Trainer, _lr_lambda
 
+from host_data_helpers import HostData
+
 BATCH = 4
 
 
@@ -367,37 +369,16 @@ def test_host_data_reaches_a_step_only_through_upload(tmp_path, monkeypatch, gan
     # On CUDA a tensor made from host numbers inside the step (torch.tensor(x, device=...),
     # torch.from_numpy(a).to(device)) is a copy from pageable memory that waits for the GPU;
     # upload's pinned, non-blocking copy does not. The CPU-side check of the cuda test below.
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     import surge.training.trainer as trainer_module
 
-    state = {"in_upload": 0, "uploads": 0, "elsewhere": []}
-    real_upload = trainer_module.upload
-
-    def upload(*args, **kwargs):
-        state["in_upload"] += 1
-        state["uploads"] += 1
-        try:
-            return real_upload(*args, **kwargs)
-        finally:
-            state["in_upload"] -= 1
-
-    class Made(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if func.overloadpacket.__name__ in ("lift_fresh", "lift_fresh_copy") and not state["in_upload"]:
-                state["elsewhere"].append(func)
-            return func(*args, **(kwargs or {}))
-
-    monkeypatch.setattr(trainer_module, "upload", upload)
     cfg = make_cfg(tmp_path) if gan else psnr_step_config(tmp_path)
     trainer = Trainer(cfg, tmp_path / "run")
     lr, hr = batch()
     step(trainer, lr, hr)  # the first step initialises lazily (Adam's state)
-    state["uploads"] = 0
-    with Made():
+    with HostData(monkeypatch, trainer_module) as made:
         queued = trainer._queue_step(lr, hr)
-    assert state["elsewhere"] == []
-    assert state["uploads"] == (cfg.optim.critic_steps if gan else 0)  # the gradient penalty's mix
+    assert made.elsewhere == []
+    assert made.uploads == (cfg.optim.critic_steps if gan else 0)  # the gradient penalty's mix
     assert math.isfinite(trainer._read_row(*queued)["loss_g"])
 
 

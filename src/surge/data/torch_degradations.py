@@ -76,21 +76,25 @@ def _reflect_pad(x: torch.Tensor, p: int) -> torch.Tensor:
     return x[:, :, reflect_index(h, p, x.device)][:, :, :, reflect_index(w, p, x.device)]
 
 
-def _index(idx: list[int], device: torch.device) -> torch.Tensor:
-    # Indexing a CUDA tensor with a Python list copies the list from pageable memory and waits
-    # for the stream; through upload's pinned buffer the copy is queued like a kernel.
-    return upload(np.asarray(idx, dtype=np.int64), device)
+class _Rows:
+    """Samples ``idx`` of a batch of ``n``: taken from, then put back into, batch tensors.
 
+    The index is uploaded once, through ``upload``'s pinned buffer: indexing a CUDA tensor with a
+    Python list copies the list from pageable memory and waits for the stream. All ``n`` samples
+    need no index at all.
+    """
 
-def _take(x: torch.Tensor, idx: list[int]) -> torch.Tensor:
-    return x if len(idx) == x.shape[0] else x[_index(idx, x.device)]
+    def __init__(self, idx: list[int], n: int, device: torch.device):
+        self.index = None if len(idx) == n else upload(np.asarray(idx, dtype=np.int64), device)
 
+    def take(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.index is None else x[self.index]
 
-def _put(out: torch.Tensor, idx: list[int], value: torch.Tensor) -> torch.Tensor:
-    if len(idx) == out.shape[0]:
-        return value
-    out[_index(idx, out.device)] = value
-    return out
+    def put(self, out: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        if self.index is None:
+            return value
+        out[self.index] = value
+        return out
 
 
 def filter_batch(x: torch.Tensor, kernels: list[np.ndarray | None]) -> torch.Tensor:
@@ -103,12 +107,12 @@ def filter_batch(x: torch.Tensor, kernels: list[np.ndarray | None]) -> torch.Ten
     c, h, w = x.shape[1:]
     for size in sizes:
         idx = [i for i, k in enumerate(kernels) if k is not None and k.shape[0] == size]
-        p = size // 2
-        sub = _reflect_pad(_take(x, idx), p)
+        p, rows = size // 2, _Rows(idx, x.shape[0], x.device)
+        sub = _reflect_pad(rows.take(x), p)
         weight = upload(np.stack([kernels[i][::-1, ::-1] for i in idx]), x.device, x.dtype)
         weight = weight.repeat_interleave(c, 0)[:, None]  # (n*C, 1, k, k)
         y = F.conv2d(sub.reshape(1, len(idx) * c, h + 2 * p, w + 2 * p), weight, groups=len(idx) * c)
-        out = _put(out, idx, y.view(len(idx), c, h, w))
+        out = rows.put(out, y.view(len(idx), c, h, w))
     return out
 
 
@@ -122,7 +126,8 @@ def resize_batch(x: torch.Tensor, size: tuple[int, int], modes: list[str], antia
         idx = [i for i, k in enumerate(zip(modes, antialias)) if (k[0], bool(k[1])) == key]
         mode, aa = key
         kwargs = {} if mode == "area" else {"align_corners": False, "antialias": aa}
-        out = _put(out, idx, F.interpolate(_take(x, idx), size=size, mode=mode, **kwargs))
+        rows = _Rows(idx, x.shape[0], x.device)
+        out = rows.put(out, F.interpolate(rows.take(x), size=size, mode=mode, **kwargs))
     return out
 
 
@@ -263,10 +268,12 @@ class BatchDegrader:
         out = hr.new_empty(b, 3, *size)
         keep = np.flatnonzero(plan.clean).tolist()
         if keep:
-            out = _put(out, keep, to_levels(self.bicubic(_take(hr, keep), size)))
+            rows = _Rows(keep, b, hr.device)
+            out = rows.put(out, to_levels(self.bicubic(rows.take(hr), size)))
         rest = np.flatnonzero(~plan.clean).tolist()
         if rest:
-            out = _put(out, rest, self._degrade(_take(hr, rest), plan, gen, size))
+            rows = _Rows(rest, b, hr.device)
+            out = rows.put(out, self._degrade(rows.take(hr), plan, gen, size))
         return out
 
     def _degrade(self, x, plan: DegradationPlan, gen, size):
@@ -275,11 +282,13 @@ class BatchDegrader:
         x = self._order(x, gen, plan.second, base=size)
         first = np.flatnonzero(plan.jpeg_first).tolist()
         if first:
-            x = _put(x.clone() if len(first) < b else x, first, _jpeg(_take(x, first), plan.quality[first]))
+            rows = _Rows(first, b, x.device)
+            x = rows.put(x.clone() if len(first) < b else x, _jpeg(rows.take(x), plan.quality[first]))
         x = filter_batch(resize_batch(x, size, plan.final_modes, plan.final_antialias), plan.final_kernels)
         last = np.flatnonzero(~plan.jpeg_first).tolist()
         if last:
-            x = _put(x, last, _jpeg(_take(x, last), plan.quality[last]))
+            rows = _Rows(last, b, x.device)
+            x = rows.put(x, _jpeg(rows.take(x), plan.quality[last]))
         return to_levels(x)
 
     def _order(self, x, gen, o: OrderPlan, base):
@@ -289,9 +298,11 @@ class BatchDegrader:
         g, p = np.flatnonzero(o.gauss).tolist(), np.flatnonzero(~o.gauss).tolist()
         out = torch.empty_like(x)
         if g:
-            out = _put(out, g, gaussian_noise(_take(x, g), _take(sigma, g), _take(gray, g), gen))
+            rows = _Rows(g, x.shape[0], x.device)
+            out = rows.put(out, gaussian_noise(rows.take(x), rows.take(sigma), rows.take(gray), gen))
         if p:
-            out = _put(out, p, poisson_noise(_take(x, p), _take(pscale, p), _take(gray, p), gen))
+            rows = _Rows(p, x.shape[0], x.device)
+            out = rows.put(out, poisson_noise(rows.take(x), rows.take(pscale), rows.take(gray), gen))
         if o.quality is not None:
             out = _jpeg(out, o.quality)
         return out
