@@ -127,7 +127,7 @@ class TrainConfig:
     compile_mode: Literal["default", "reduce-overhead"] = "default"
     # CUDA: let cuDNN time its algorithms for each conv shape once (training shapes never change)
     # instead of picking by heuristics; the choice may differ between runs, as CUDA's conv
-    # backward sums already do. No effect on CPU.
+    # backward sums already do. No effect on CPU. Not yet run on a GPU.
     cudnn_benchmark: bool = True
     max_minutes: float = 0.0  # wall-time budget of this process; 0 = none. Stops cleanly with a checkpoint.
     log_every: int = 1
